@@ -1,0 +1,7 @@
+from django.urls import path
+
+from providers.consumers import PriceFeedConsumer
+
+websocket_urlpatterns = [
+    path("ws/providers/", PriceFeedConsumer.as_asgi()),
+]

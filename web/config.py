@@ -1,0 +1,214 @@
+"""Reads GPUBROKER's configuration from the environment and refuses bad values at start-up.
+
+Every problem is a `ConfigError` whose message names the variable and says what is wrong, in one
+line; `manage.py` and `web/asgi.py` print that line and stop. Kept free of Django settings access
+so tests can call `load_config` with any mapping.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+SANDBOX = "sandbox"
+LIVE = "live"
+MODES = (SANDBOX, LIVE)
+
+DATABASE_SCHEMES = {"postgres", "postgresql", "pgsql", "sqlite"}
+REDIS_SCHEMES = {"redis", "rediss", "unix"}
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off", ""}
+# Where `make run` starts the sandbox mail sink.
+SANDBOX_EMAIL_URL = "smtp://127.0.0.1:1025"
+
+
+class ConfigError(ImproperlyConfigured):
+    """A configuration variable has a bad value; the message names it."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        self.variable = variable
+        self.problem = problem
+        super().__init__(f"{variable}: {problem}")
+
+
+@dataclass(frozen=True)
+class Config:
+    mode: str
+    debug: bool
+    secret_key: str
+    allowed_hosts: list[str]
+    csrf_trusted_origins: list[str]
+    database: dict[str, Any]
+    redis_url: str | None
+    email: dict[str, Any]
+    secure_ssl_redirect: bool
+    base_url: str
+
+    @property
+    def is_live(self) -> bool:
+        return self.mode == LIVE
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ConfigError(name, f"expected true or false, got {raw!r}")
+
+
+def _list(env: Mapping[str, str], name: str, default: list[str]) -> list[str]:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def _mode(env: Mapping[str, str]) -> str:
+    mode = env.get("GPUBROKER_MODE", SANDBOX).strip().lower()
+    if mode not in MODES:
+        raise ConfigError("GPUBROKER_MODE", f"unknown mode {env['GPUBROKER_MODE']!r}; use sandbox or live")
+    return mode
+
+
+def _secret_key(env: Mapping[str, str], mode: str, var_dir: Path) -> str:
+    key = env.get("SECRET_KEY", "").strip()
+    if key:
+        if mode == LIVE and (len(key) < 50 or len(set(key)) < 5):
+            raise ConfigError("SECRET_KEY", "too weak for live mode; use at least 50 random characters")
+        return key
+    if mode == LIVE:
+        raise ConfigError("SECRET_KEY", "required in live mode")
+    # Sandbox: one key per checkout, generated once so sessions survive restarts.
+    key_file = var_dir / "secret_key"
+    if key_file.exists():
+        return key_file.read_text().strip()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(64)
+    key_file.write_text(key)
+    key_file.chmod(0o600)
+    return key
+
+
+def parse_database_url(url: str, variable: str = "DATABASE_URL") -> dict[str, Any]:
+    """Django DATABASES entry for a URL, or ConfigError naming `variable`."""
+    try:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in DATABASE_SCHEMES:
+            raise ConfigError(variable, f"unsupported scheme {parts.scheme!r}; use postgres:// or sqlite:///")
+        if scheme != "sqlite" and (not parts.hostname or not parts.path.strip("/")):
+            raise ConfigError(variable, "a PostgreSQL URL needs a host and a database name, e.g. postgres://user@host:5432/db")
+        config = environ.Env.db_url_config(url)
+    except ConfigError:
+        raise
+    except (ValueError, ImproperlyConfigured) as exc:
+        raise ConfigError(variable, f"malformed URL ({exc})") from None
+    if scheme != "sqlite":
+        # Reuse connections between requests; check them before use after a restart of the server.
+        config["CONN_MAX_AGE"] = 60
+        config["CONN_HEALTH_CHECKS"] = True
+    return config
+
+
+def parse_redis_url(url: str, variable: str = "REDIS_URL") -> str:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise ConfigError(variable, f"malformed URL ({exc})") from None
+    if parts.scheme.lower() not in REDIS_SCHEMES:
+        raise ConfigError(variable, f"unsupported scheme {parts.scheme!r}; use redis://host:port/db")
+    if parts.scheme.lower() != "unix" and not parts.hostname:
+        raise ConfigError(variable, "missing host, e.g. redis://127.0.0.1:6379/0")
+    db = parts.path.strip("/")
+    if db and not db.isdigit():
+        raise ConfigError(variable, f"database index must be a number, got {db!r}")
+    return url
+
+
+def _email(env: Mapping[str, str], mode: str) -> dict[str, Any]:
+    url = env.get("EMAIL_URL", "").strip()
+    if not url:
+        if mode == LIVE:
+            raise ConfigError("EMAIL_URL", "required in live mode, e.g. smtp+tls://user:password@smtp.example.com:587")
+        url = SANDBOX_EMAIL_URL
+    try:
+        if "://" not in url:
+            raise ValueError("expected scheme://...")
+        config = environ.Env.email_url_config(url)
+    except (ValueError, ImproperlyConfigured) as exc:
+        raise ConfigError("EMAIL_URL", f"malformed URL ({exc})") from None
+    if mode == LIVE and config["EMAIL_BACKEND"].endswith("smtp.EmailBackend"):
+        if not (config.get("EMAIL_USE_TLS") or config.get("EMAIL_USE_SSL")):
+            raise ConfigError("EMAIL_URL", "live mode sends mail over TLS only: use smtp+tls:// or smtp+ssl://")
+    return config
+
+
+def load_config(env: Mapping[str, str], base_dir: Path) -> Config:
+    """Builds the Config from `env`, raising ConfigError on the first bad value."""
+    mode = _mode(env)
+    var_dir = base_dir / "var"
+    debug = _flag(env, "DEBUG", default=False)
+    if mode == LIVE and debug:
+        raise ConfigError("DEBUG", "must be off in live mode")
+
+    database_url = env.get("DATABASE_URL", "").strip()
+    if database_url:
+        database = parse_database_url(database_url)
+    else:
+        var_dir.mkdir(parents=True, exist_ok=True)
+        database = {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(var_dir / "gpubroker.sqlite3"),
+            # WAL lets the page readers and the in-process market writer work side by side.
+            "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE", "timeout": 20},
+        }
+    if mode == LIVE and database["ENGINE"].endswith("sqlite3"):
+        raise ConfigError("DATABASE_URL", "live mode needs PostgreSQL (postgres://...), not the embedded SQLite file")
+
+    redis_url = env.get("REDIS_URL", "").strip() or None
+    if redis_url:
+        parse_redis_url(redis_url)
+    elif mode == LIVE:
+        raise ConfigError("REDIS_URL", "live mode needs Redis for the cache, rate limits and live updates across instances")
+
+    default_hosts = [] if mode == LIVE else ["127.0.0.1", "localhost", "[::1]"]
+    allowed_hosts = _list(env, "ALLOWED_HOSTS", default_hosts)
+    if mode == LIVE and not allowed_hosts:
+        raise ConfigError("ALLOWED_HOSTS", "required in live mode: the comma-separated host names this site answers to")
+    if mode == LIVE and "*" in allowed_hosts:
+        raise ConfigError("ALLOWED_HOSTS", "'*' is not allowed in live mode")
+
+    origins = _list(env, "CSRF_TRUSTED_ORIGINS", [])
+    for origin in origins:
+        if not origin.startswith(("http://", "https://")):
+            raise ConfigError("CSRF_TRUSTED_ORIGINS", f"{origin!r} must start with http:// or https://")
+
+    base_url = env.get("BASE_URL", "http://127.0.0.1:8000").strip().rstrip("/")
+    if not base_url.startswith(("http://", "https://")):
+        raise ConfigError("BASE_URL", f"{base_url!r} must start with http:// or https://")
+
+    return Config(
+        mode=mode,
+        debug=debug,
+        secret_key=_secret_key(env, mode, var_dir),
+        allowed_hosts=allowed_hosts,
+        csrf_trusted_origins=origins,
+        database=database,
+        redis_url=redis_url,
+        email=_email(env, mode),
+        secure_ssl_redirect=_flag(env, "SECURE_SSL_REDIRECT", default=mode == LIVE),
+        base_url=base_url,
+    )

@@ -1,0 +1,35 @@
+"""Runs the sandbox market inside the server process when there is no Redis.
+
+The in-memory channel layer only reaches websockets of its own process, so on the embedded
+default (no REDIS_URL) whatever changes prices must live in the server's event loop. With Redis,
+`manage.py run_worker` does the same work in its own process and this wrapper does nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from django.conf import settings
+
+logger = logging.getLogger("gpubroker.embedded")
+
+
+def with_embedded_worker(app: Any) -> Any:
+    if not settings.EMBEDDED_WORKER:
+        return app
+
+    started: list[asyncio.Task[None]] = []
+
+    async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # Daphne has no lifespan events: start on the first connection, in the server's loop.
+        if not started and scope["type"] in ("http", "websocket"):
+            from providers.market import run_market
+
+            task = asyncio.get_running_loop().create_task(run_market(settings.MARKET_TICK_SECONDS))
+            started.append(task)
+            logger.info("sandbox market running in the server process (no REDIS_URL)")
+        await app(scope, receive, send)
+
+    return application
