@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from decimal import Decimal
 
-from asgiref.sync import async_to_sync, sync_to_async
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.core.cache import cache
 from django.template.loader import render_to_string
@@ -46,13 +47,13 @@ def price_rows_message(gpu_types: Iterable[str]) -> dict[str, str] | None:
     if not changed:
         return None
     cache.set_many({_last_sent_key(row): _fingerprint(row) for row, _ in changed}, timeout=LAST_SENT_TTL_SECONDS)
-    html = render_to_string("providers/price_rows.html", {"changes": changed})
+    html = render_to_string("providers/price_rows.html", {"changes": changed}).strip()
     return {"type": "price.rows", "html": html}
 
 
 async def apublish_price_rows(gpu_types: Iterable[str]) -> int:
     """Sends the changed landing rows among `gpu_types` to every open pricing table; returns how many."""
-    message = await sync_to_async(price_rows_message)(list(gpu_types))
+    message = await database_sync_to_async(price_rows_message)(list(gpu_types))
     if message is None:
         return 0
     layer = get_channel_layer()

@@ -14,7 +14,7 @@ import math
 import random
 from decimal import Decimal
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.db import transaction
 from django.utils import timezone
 
@@ -71,7 +71,7 @@ async def run_market(tick_seconds: float, seed: int | None = None, stop: asyncio
     stop = stop or asyncio.Event()
     while not stop.is_set():
         try:
-            changed = await sync_to_async(move_market)(rng)
+            changed = await database_sync_to_async(move_market)(rng)
             sent = await apublish_price_rows(changed)
             logger.debug("market tick: %d GPU types moved, %d rows pushed", len(changed), sent)
         except Exception:

@@ -101,7 +101,7 @@ def _secret_key(env: Mapping[str, str], mode: str, var_dir: Path) -> str:
     return key
 
 
-def parse_database_url(url: str, variable: str = "DATABASE_URL") -> dict[str, Any]:
+def parse_database_url(url: str, variable: str = "DATABASE_URL", conn_max_age: int = 60) -> dict[str, Any]:
     """Django DATABASES entry for a URL, or ConfigError naming `variable`."""
     try:
         parts = urlsplit(url)
@@ -117,7 +117,7 @@ def parse_database_url(url: str, variable: str = "DATABASE_URL") -> dict[str, An
         raise ConfigError(variable, f"malformed URL ({exc})") from None
     if scheme != "sqlite":
         # Reuse connections between requests; check them before use after a restart of the server.
-        config["CONN_MAX_AGE"] = 60
+        config["CONN_MAX_AGE"] = conn_max_age
         config["CONN_HEALTH_CHECKS"] = True
     return config
 
@@ -166,7 +166,11 @@ def load_config(env: Mapping[str, str], base_dir: Path) -> Config:
 
     database_url = env.get("DATABASE_URL", "").strip()
     if database_url:
-        database = parse_database_url(database_url)
+        try:
+            conn_max_age = int(env.get("DATABASE_CONN_MAX_AGE", "60"))
+        except ValueError:
+            raise ConfigError("DATABASE_CONN_MAX_AGE", "expected a whole number of seconds") from None
+        database = parse_database_url(database_url, conn_max_age=conn_max_age)
     else:
         var_dir.mkdir(parents=True, exist_ok=True)
         database = {

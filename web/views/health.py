@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 import corecalc
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.cache import cache
@@ -81,8 +81,8 @@ async def _run(name: str, check: Any) -> tuple[str, dict[str, Any]]:
 async def health(request: HttpRequest) -> JsonResponse:
     checks = dict(
         await asyncio.gather(
-            _run("database", sync_to_async(_check_database)),
-            _run("cache", sync_to_async(_check_cache)),
+            _run("database", database_sync_to_async(_check_database)),
+            _run("cache", database_sync_to_async(_check_cache)),
             _run("channel_layer", _check_channel_layer),
         )
     )

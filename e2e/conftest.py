@@ -1,0 +1,147 @@
+"""Playwright journeys against the real stack: daphne serving the app on PostgreSQL + Redis, in
+Debian's Chromium. The server runs as a subprocess (the ASGI path, websockets included); this
+process shares its database and Redis, so a test can change data and watch the page react.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import psycopg
+import pytest
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+E2E_DATABASE = "gpubroker_e2e"
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/1")
+
+
+def _with_path(url: str, path: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=path))
+
+
+E2E_DATABASE_URL = _with_path(TEST_DATABASE_URL, f"/{E2E_DATABASE}")
+E2E_REDIS_URL = _with_path(TEST_REDIS_URL, "/2")
+
+# The journeys' own Django (to change data as an operator would) points where the server does.
+os.environ.update(
+    {
+        "DJANGO_SETTINGS_MODULE": "web.settings",
+        "DJANGO_ALLOW_ASYNC_UNSAFE": "true",  # Playwright's sync API runs a loop in this thread
+        "GPUBROKER_MODE": "sandbox",
+        "DATABASE_URL": E2E_DATABASE_URL,
+        "REDIS_URL": E2E_REDIS_URL,
+    }
+)
+
+
+def _fresh_database() -> None:
+    admin_url = TEST_DATABASE_URL.replace("postgres://", "postgresql://", 1)
+    try:
+        with psycopg.connect(admin_url, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{E2E_DATABASE}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{E2E_DATABASE}"')
+    except psycopg.Error as exc:
+        pytest.exit(f"PostgreSQL is needed for the journeys and is not reachable at {TEST_DATABASE_URL}: {exc}", returncode=3)
+
+
+def _fresh_redis() -> None:
+    try:
+        redis.Redis.from_url(E2E_REDIS_URL, socket_connect_timeout=3).flushdb()
+    except redis.RedisError as exc:
+        pytest.exit(f"Redis is needed for the journeys and is not reachable at {E2E_REDIS_URL}: {exc}", returncode=3)
+
+
+T = TypeVar("T")
+
+
+def server_side(work: Callable[..., T], *args: Any) -> T:
+    """Runs `work` outside Playwright's event loop, as the server's own code would run it."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(work, *args).result(timeout=30)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _manage(*args: str) -> None:
+    subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=os.environ.copy(), check=True, capture_output=True)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [f"journeys: daphne on PostgreSQL {E2E_DATABASE_URL} and Redis {E2E_REDIS_URL}, browser {CHROMIUM}"]
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[str]:
+    if not CHROMIUM.exists():
+        pytest.exit("Debian's Chromium is missing at /usr/bin/chromium: run `make chromium` (apt-get install chromium)", returncode=3)
+    _fresh_database()
+    _fresh_redis()
+    _manage("migrate", "--noinput")
+    _manage("load_catalog")
+
+    import django
+
+    django.setup()
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = (ARTIFACTS / "daphne.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "web.asgi:application"],
+        cwd=ROOT,
+        env=os.environ.copy(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if server.poll() is not None:
+                pytest.exit(f"daphne exited with {server.returncode}; see {ARTIFACTS / 'daphne.log'}", returncode=3)
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.exit(f"daphne did not become healthy at {url} within 30 s", returncode=3)
+            time.sleep(0.2)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
+    return {**browser_type_launch_args, "executable_path": str(CHROMIUM), "args": ["--disable-gpu"]}
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS

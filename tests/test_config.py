@@ -1,0 +1,119 @@
+"""Settings come from the environment; each bad value stops start-up naming the variable."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from web.config import ConfigError, load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+LIVE_OK = {
+    "GPUBROKER_MODE": "live",
+    "SECRET_KEY": "k" * 30 + "abcdefghijklmnopqrstuvwxyz0123",
+    "DATABASE_URL": "postgres://app@db.internal:5432/gpubroker",
+    "REDIS_URL": "redis://cache.internal:6379/0",
+    "ALLOWED_HOSTS": "gpubroker.example.com",
+    "EMAIL_URL": "smtp+tls://mailer:secret@smtp.example.com:587",
+}
+
+
+def load(env: dict[str, str], tmp_path: Path):
+    return load_config(env, tmp_path)
+
+
+def error_for(env: dict[str, str], tmp_path: Path) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        load(env, tmp_path)
+    return caught.value
+
+
+def test_it_defaults_to_sandbox_on_sqlite_and_memory_layers(tmp_path: Path) -> None:
+    config = load({}, tmp_path)
+    assert config.mode == "sandbox"
+    assert config.database["ENGINE"] == "django.db.backends.sqlite3"
+    assert config.database["NAME"] == str(tmp_path / "var" / "gpubroker.sqlite3")
+    assert config.redis_url is None
+    assert config.email["EMAIL_HOST"] == "127.0.0.1" and config.email["EMAIL_PORT"] == 1025
+
+
+def test_it_generates_the_sandbox_secret_once_per_checkout(tmp_path: Path) -> None:
+    first = load({}, tmp_path).secret_key
+    second = load({}, tmp_path).secret_key
+    assert first == second and len(first) >= 50
+    assert (tmp_path / "var" / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_it_reads_postgres_and_redis_urls(tmp_path: Path) -> None:
+    config = load({"DATABASE_URL": "postgres://u:p@db:5433/app", "REDIS_URL": "redis://r:6380/2"}, tmp_path)
+    assert config.database["ENGINE"] == "django.db.backends.postgresql"
+    assert (config.database["HOST"], config.database["PORT"], config.database["NAME"]) == ("db", 5433, "app")
+    assert config.redis_url == "redis://r:6380/2"
+
+
+def test_it_accepts_a_complete_live_configuration(tmp_path: Path) -> None:
+    config = load(LIVE_OK, tmp_path)
+    assert config.is_live and not config.debug and config.secure_ssl_redirect
+    assert config.email["EMAIL_USE_TLS"] is True
+
+
+@pytest.mark.parametrize(
+    ("env", "variable", "reason"),
+    [
+        ({"GPUBROKER_MODE": "staging"}, "GPUBROKER_MODE", "unknown mode 'staging'"),
+        ({"DATABASE_URL": "mysql://u@h/db"}, "DATABASE_URL", "unsupported scheme 'mysql'"),
+        ({"DATABASE_URL": "postgres://[::1"}, "DATABASE_URL", "malformed URL"),
+        ({"DATABASE_URL": "postgres://host-only"}, "DATABASE_URL", "needs a host and a database name"),
+        ({"DATABASE_URL": "postgres://h:notaport/db"}, "DATABASE_URL", "malformed URL"),
+        ({"REDIS_URL": "http://cache:6379"}, "REDIS_URL", "unsupported scheme 'http'"),
+        ({"REDIS_URL": "redis://cache:port/0"}, "REDIS_URL", "malformed URL"),
+        ({"REDIS_URL": "redis://cache:6379/x"}, "REDIS_URL", "database index must be a number"),
+        ({"EMAIL_URL": "carrier-pigeon://coop"}, "EMAIL_URL", "malformed URL"),
+        ({"DEBUG": "maybe"}, "DEBUG", "expected true or false"),
+        ({"CSRF_TRUSTED_ORIGINS": "example.com"}, "CSRF_TRUSTED_ORIGINS", "must start with http"),
+    ],
+)
+def test_it_rejects_a_bad_value_naming_the_variable(tmp_path: Path, env: dict[str, str], variable: str, reason: str) -> None:
+    error = error_for(env, tmp_path)
+    assert error.variable == variable
+    assert str(error).startswith(f"{variable}: ")
+    assert reason in str(error)
+
+
+@pytest.mark.parametrize(
+    ("change", "variable", "reason"),
+    [
+        ({"SECRET_KEY": ""}, "SECRET_KEY", "required in live mode"),
+        ({"SECRET_KEY": "short"}, "SECRET_KEY", "too weak"),
+        ({"DEBUG": "true"}, "DEBUG", "must be off in live mode"),
+        ({"DATABASE_URL": ""}, "DATABASE_URL", "needs PostgreSQL"),
+        ({"REDIS_URL": ""}, "REDIS_URL", "live mode needs Redis"),
+        ({"ALLOWED_HOSTS": ""}, "ALLOWED_HOSTS", "required in live mode"),
+        ({"ALLOWED_HOSTS": "*"}, "ALLOWED_HOSTS", "not allowed in live mode"),
+        ({"EMAIL_URL": "smtp://mail.example.com:25"}, "EMAIL_URL", "over TLS only"),
+        ({"EMAIL_URL": ""}, "EMAIL_URL", "required in live mode"),
+    ],
+)
+def test_live_mode_refuses_an_unsafe_configuration(tmp_path: Path, change: dict[str, str], variable: str, reason: str) -> None:
+    env = {key: value for key, value in {**LIVE_OK, **change}.items() if value != ""}
+    error = error_for(env, tmp_path)
+    assert error.variable == variable
+    assert reason in str(error)
+
+
+@pytest.mark.parametrize("entry", [["manage.py", "check"], ["-c", "import web.asgi"]])
+def test_start_up_stops_with_one_line_naming_the_variable(entry: list[str]) -> None:
+    result = subprocess.run(
+        [sys.executable, *entry],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "GPUBROKER_MODE": "production", "DJANGO_SETTINGS_MODULE": "web.settings"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert lines == ["GPUBROKER configuration error: GPUBROKER_MODE: unknown mode 'production'; use sandbox or live"]

@@ -1,0 +1,57 @@
+"""/health reports every dependency: 200 when all are up, 503 naming what is down."""
+
+from __future__ import annotations
+
+import corecalc
+import pytest
+from django.test import Client, override_settings
+
+UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+
+
+@pytest.mark.django_db
+def test_it_is_up_on_postgres_and_redis(client: Client) -> None:
+    response = client.get("/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok" and body["down"] == []
+    assert body["corecalc"] == corecalc.__version__
+    assert {name: check["backend"] for name, check in body["checks"].items()} == {
+        "database": "postgresql",
+        "cache": "redis",
+        "channel_layer": "redis",
+    }
+    assert all(check["ok"] for check in body["checks"].values())
+    assert "no-cache" in response["Cache-Control"]
+
+
+@pytest.mark.django_db
+def test_it_names_redis_when_the_cache_is_unreachable(client: Client) -> None:
+    broken_cache = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": UNREACHABLE_REDIS,
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
+        }
+    }
+    with override_settings(CACHES=broken_cache):
+        response = client.get("/health")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "down"
+    assert body["down"] == ["cache (redis)"]
+    assert "redis unreachable" in body["checks"]["cache"]["error"]
+    assert body["checks"]["database"]["ok"] is True
+
+
+@pytest.mark.django_db
+def test_it_names_redis_when_the_channel_layer_is_unreachable(client: Client) -> None:
+    broken_layer = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [UNREACHABLE_REDIS]}}}
+    with override_settings(CHANNEL_LAYERS=broken_layer):
+        response = client.get("/health")
+    assert response.status_code == 503
+    assert response.json()["down"] == ["channel_layer (redis)"]
+
+
+def test_it_answers_only_get(client: Client) -> None:
+    assert client.post("/health").status_code == 405
