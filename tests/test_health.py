@@ -9,7 +9,7 @@ from django.test import Client, override_settings
 UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # the view closes connections as Channels code does
 def test_it_is_up_on_postgres_and_redis(client: Client) -> None:
     response = client.get("/health")
     assert response.status_code == 200
@@ -25,7 +25,7 @@ def test_it_is_up_on_postgres_and_redis(client: Client) -> None:
     assert "no-cache" in response["Cache-Control"]
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # the view closes connections as Channels code does
 def test_it_names_redis_when_the_cache_is_unreachable(client: Client) -> None:
     broken_cache = {
         "default": {
@@ -44,7 +44,7 @@ def test_it_names_redis_when_the_cache_is_unreachable(client: Client) -> None:
     assert body["checks"]["database"]["ok"] is True
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # the view closes connections as Channels code does
 def test_it_names_redis_when_the_channel_layer_is_unreachable(client: Client) -> None:
     broken_layer = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [UNREACHABLE_REDIS]}}}
     with override_settings(CHANNEL_LAYERS=broken_layer):
