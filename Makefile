@@ -45,7 +45,7 @@ test-python: install
 	$(BIN)/python -m pytest
 
 test-e2e: install chromium
-	DJANGO_ALLOW_ASYNC_UNSAFE=true $(BIN)/python -m pytest e2e -p no:django
+	DJANGO_ALLOW_ASYNC_UNSAFE=true $(BIN)/python -m pytest -c e2e/pytest.ini e2e
 
 # Debian's Chromium for Playwright (never `playwright install`: it downloads, and fails here).
 chromium:
