@@ -24,10 +24,11 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
-E2E_DATABASE = "gpubroker_e2e"
-
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/1")
+# Beside the unit tests' own, so several checkouts can run their suites at once.
+E2E_DATABASE = f"{urlsplit(TEST_DATABASE_URL).path.strip('/') or 'test'}_e2e"
+E2E_REDIS_DB = int(urlsplit(TEST_REDIS_URL).path.strip("/") or 0) + 1
 
 
 def _with_path(url: str, path: str) -> str:
@@ -35,7 +36,7 @@ def _with_path(url: str, path: str) -> str:
 
 
 E2E_DATABASE_URL = _with_path(TEST_DATABASE_URL, f"/{E2E_DATABASE}")
-E2E_REDIS_URL = _with_path(TEST_REDIS_URL, "/2")
+E2E_REDIS_URL = _with_path(TEST_REDIS_URL, f"/{E2E_REDIS_DB}")
 
 # The journeys' own Django (to change data as an operator would) points where the server does.
 os.environ.update(
@@ -50,7 +51,7 @@ os.environ.update(
 
 
 def _fresh_database() -> None:
-    admin_url = TEST_DATABASE_URL.replace("postgres://", "postgresql://", 1)
+    admin_url = _with_path(TEST_DATABASE_URL, "/postgres").replace("postgres://", "postgresql://", 1)
     try:
         with psycopg.connect(admin_url, autocommit=True, connect_timeout=3) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{E2E_DATABASE}" WITH (FORCE)')

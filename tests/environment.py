@@ -8,7 +8,7 @@ skipped: a missing service fails the whole run with a message that says which an
 from __future__ import annotations
 
 import os
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -37,8 +37,10 @@ def _where(url: str) -> str:
 def _check_postgres() -> str | None:
     import psycopg
 
+    # The server's maintenance database: the named one need not exist, Django creates test_<name>.
+    server_url = urlunsplit(urlsplit(TEST_DATABASE_URL)._replace(path="/postgres", scheme="postgresql"))
     try:
-        with psycopg.connect(TEST_DATABASE_URL.replace("postgres://", "postgresql://", 1), connect_timeout=3) as conn:
+        with psycopg.connect(server_url, connect_timeout=3) as conn:
             version = conn.execute("SHOW server_version").fetchone()
         return None if version else "no answer"
     except psycopg.Error as exc:
