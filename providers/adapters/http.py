@@ -18,6 +18,7 @@ BAD_RESPONSE: that is a changed format, not a glitch in one item.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -121,13 +122,18 @@ async def gather_limited(calls: Iterable[Awaitable[T]], limit: int = PARALLEL_CA
         async with semaphore:
             return await call
 
-    tasks = [asyncio.ensure_future(one(call)) for call in calls]
+    pending = list(calls)
+    tasks = [asyncio.ensure_future(one(call)) for call in pending]
     try:
         return list(await asyncio.gather(*tasks))
     except BaseException:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        # Calls still queued behind the semaphore were never started: close them quietly.
+        for call in pending:
+            if inspect.iscoroutine(call) and inspect.getcoroutinestate(call) == inspect.CORO_CREATED:
+                call.close()
         raise
 
 
