@@ -59,7 +59,7 @@ FAMILIES: dict[str, tuple[int, ...]] = {
 # Vendor and memory-technology words name no card either ("NVIDIA-H100-80GB-HBM3", "Tesla V100").
 _VARIANT_WORDS = {
     "PCIE", "SXM", "SXM2", "SXM4", "SXM5", "SXM6", "NVLINK", "NVL", "BAREMETAL", "WK", "WS", "GB",
-    "NVIDIA", "TESLA", "AMD", "HBM2", "HBM2E", "HBM3", "HBM3E",
+    "NVIDIA", "GEFORCE", "TESLA", "AMD", "HBM2", "HBM2E", "HBM3", "HBM3E",
 }  # fmt: skip
 _MEMORY_WORD = re.compile(r"^(\d+)GB?$")
 _ALIASES = {

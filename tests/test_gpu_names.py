@@ -40,6 +40,7 @@ from providers.snapshot import SNAPSHOT_PATH
         ("RTX 6000Ada", 47.99, "RTX 6000 Ada 48GB"),
         ("RTX 4000 Ada", 20.0, "RTX 4000 Ada 20GB"),
         ("MI300X", 192.0, "MI300X 192GB"),
+        ("NVIDIA-GeForce-RTX-4090", 23.99, "RTX 4090 24GB"),
     ],
 )
 def test_it_names_a_card_by_family_and_marketed_memory(raw: str, memory: float | None, expected: str) -> None:
