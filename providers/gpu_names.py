@@ -34,7 +34,9 @@ FAMILIES: dict[str, tuple[int, ...]] = {
     "M4000": (8,),
     "P4000": (8,),
     "RTX PRO 6000": (96,),
+    "MI300X": (192,),
     "RTX 6000 Ada": (48,),
+    "RTX 4000 Ada": (20,),
     "RTX 5880 Ada": (48,),
     "RTX 6000": (24,),
     "RTX A6000": (48,),
@@ -54,7 +56,11 @@ FAMILIES: dict[str, tuple[int, ...]] = {
 }
 
 # Words that name a form factor or interconnect, not a different card.
-_VARIANT_WORDS = {"PCIE", "SXM", "SXM4", "SXM5", "NVLINK", "NVL", "BAREMETAL", "WK", "WS", "GB"}
+# Vendor and memory-technology words name no card either ("NVIDIA-H100-80GB-HBM3", "Tesla V100").
+_VARIANT_WORDS = {
+    "PCIE", "SXM", "SXM2", "SXM4", "SXM5", "SXM6", "NVLINK", "NVL", "BAREMETAL", "WK", "WS", "GB",
+    "NVIDIA", "GEFORCE", "TESLA", "AMD", "HBM2", "HBM2E", "HBM3", "HBM3E",
+}  # fmt: skip
 _MEMORY_WORD = re.compile(r"^(\d+)GB?$")
 _ALIASES = {
     "A6000": "RTX A6000",
@@ -69,6 +75,9 @@ _ALIASES = {
     "RTX PRO 6000": "RTX PRO 6000",
     "RTX 6000 ADA": "RTX 6000 Ada",
     "RTX6000 ADA": "RTX 6000 Ada",
+    "RTX 6000ADA": "RTX 6000 Ada",  # Vast.ai's spelling
+    "RTX 4000 ADA": "RTX 4000 Ada",
+    "RTX4000 ADA": "RTX 4000 Ada",
     "RTX5880 ADA": "RTX 5880 Ada",
     "RTX6000": "RTX 6000",
     "RADEON MI25": "Radeon MI25",

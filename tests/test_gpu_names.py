@@ -32,6 +32,15 @@ from providers.snapshot import SNAPSHOT_PATH
         ("V100-32GB", None, "V100 32GB"),
         ("B300", 269.0, "B300 288GB"),
         ("Radeon Pro V520", 8.0, "Radeon Pro V520 8GB"),
+        # Spellings of the provider APIs (providers/adapters/).
+        ("NVIDIA-H100-80GB-HBM3", 79.6, "H100 80GB"),
+        ("Tesla V100", 16.0, "V100 16GB"),
+        ("H100 NVL", 94.0, "H100 94GB"),
+        ("V100 SXM2 16GB", None, "V100 16GB"),
+        ("RTX 6000Ada", 47.99, "RTX 6000 Ada 48GB"),
+        ("RTX 4000 Ada", 20.0, "RTX 4000 Ada 20GB"),
+        ("MI300X", 192.0, "MI300X 192GB"),
+        ("NVIDIA-GeForce-RTX-4090", 23.99, "RTX 4090 24GB"),
     ],
 )
 def test_it_names_a_card_by_family_and_marketed_memory(raw: str, memory: float | None, expected: str) -> None:

@@ -6,7 +6,7 @@ Every variable is listed in README.md. A bad value stops start-up with one line 
 import os
 from pathlib import Path
 
-from web.config import LIVE, load_config
+from web.config import LIVE, ConfigError, load_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 CONFIG = load_config(os.environ, BASE_DIR)
@@ -110,6 +110,30 @@ else:
 # moves prices runs inside the server process; with Redis the `run_worker` process does it.
 EMBEDDED_WORKER = not REDIS_URL and CONFIG.mode != LIVE
 MARKET_TICK_SECONDS = float(os.environ.get("MARKET_TICK_SECONDS", "5"))
+
+# Provider adapters (providers/adapters/): credentials per provider from the environment, empty
+# when unset; live mode calls the real APIs with them. <SLUG>_API_BASE points an adapter at another
+# server (a local stand-in in tests or a sandbox). Never logged: adapters blank them out of errors.
+PROVIDER_CREDENTIALS = {
+    "aws": {
+        "access_key_id": os.environ.get("AWS_ACCESS_KEY_ID", ""),
+        "secret_access_key": os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
+        "session_token": os.environ.get("AWS_SESSION_TOKEN", ""),
+    },
+    "azure": {},  # the Retail Prices API is public
+    "hyperbolic": {"api_key": os.environ.get("HYPERBOLIC_API_KEY", "")},
+    "lambda": {"api_key": os.environ.get("LAMBDA_API_KEY", "")},
+    "paperspace": {"api_key": os.environ.get("PAPERSPACE_API_KEY", "")},
+    "runpod": {"api_key": os.environ.get("RUNPOD_API_KEY", "")},
+    "tensordock": {"api_key": os.environ.get("TENSORDOCK_API_KEY", "")},
+    "vast": {"api_key": os.environ.get("VAST_API_KEY", "")},
+}
+PROVIDER_API_BASES = {
+    slug: base for slug in PROVIDER_CREDENTIALS if (base := os.environ.get(f"{slug.upper()}_API_BASE", "").strip())
+}
+for _slug, _base in PROVIDER_API_BASES.items():
+    if not _base.startswith(("http://", "https://")):
+        raise ConfigError(f"{_slug.upper()}_API_BASE", f"{_base!r} must start with http:// or https://")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -1,6 +1,7 @@
 """Registry of provider adapters: slug -> dotted path of the adapter class, imported lazily.
 
-Adding a provider means adding a module beside its siblings (same shape) and one line here.
+Adding a provider means adding a module beside its siblings (same shape) and one line here, plus
+its credentials and API base override in settings (PROVIDER_CREDENTIALS, PROVIDER_API_BASES).
 """
 
 from __future__ import annotations
@@ -8,10 +9,20 @@ from __future__ import annotations
 from functools import cache
 from importlib import import_module
 
+import httpx
+from django.conf import settings
+
 from providers.adapters.base import ProviderAdapter
 
 REGISTRY: dict[str, str] = {
-    # Filled by the adapters work: "runpod": "providers.adapters.runpod.RunPodAdapter", ...
+    "aws": "providers.adapters.aws.AwsAdapter",
+    "azure": "providers.adapters.azure.AzureAdapter",
+    "hyperbolic": "providers.adapters.hyperbolic.HyperbolicAdapter",
+    "lambda": "providers.adapters.lambda_cloud.LambdaAdapter",
+    "paperspace": "providers.adapters.paperspace.PaperspaceAdapter",
+    "runpod": "providers.adapters.runpod.RunPodAdapter",
+    "tensordock": "providers.adapters.tensordock.TensorDockAdapter",
+    "vast": "providers.adapters.vast.VastAdapter",
 }
 
 
@@ -26,3 +37,11 @@ def adapter_class(slug: str) -> type[ProviderAdapter]:
     if not (isinstance(cls, type) and issubclass(cls, ProviderAdapter)):
         raise TypeError(f"{dotted} is not a ProviderAdapter")
     return cls
+
+
+def build_adapter(slug: str, client: httpx.AsyncClient) -> ProviderAdapter:
+    """The adapter for `slug` on the shared client, with the credentials and API base override
+    the settings hold for it (empty credentials and the provider's own base when unset)."""
+    cls = adapter_class(slug)
+    credentials = {name: value for name, value in settings.PROVIDER_CREDENTIALS.get(slug, {}).items() if value}
+    return cls(client, credentials, settings.PROVIDER_API_BASES.get(slug))

@@ -107,6 +107,9 @@ class ProviderAdapter(abc.ABC):
         self.client = client
         self._credentials = dict(credentials or {})
         self.api_base = (api_base or self.default_api_base).rstrip("/")
+        # Why listed items were left out of the last `fetch_offers` (one reason each): a provider
+        # that sends a few unreadable items still yields the rest; the engine reports the count.
+        self.skipped: list[str] = []
 
     def __repr__(self) -> str:  # never show credentials
         return f"<{type(self).__name__} {self.api_base}>"
@@ -120,6 +123,18 @@ class ProviderAdapter(abc.ABC):
         if not value:
             raise AdapterError(self.slug, FailureKind.AUTH, f"credential {name!r} is not configured")
         return value
+
+    def optional_credential(self, name: str) -> str | None:
+        """A credential the provider accepts but does not require (public price queries)."""
+        return self._credentials.get(name) or None
+
+    def error(self, kind: FailureKind, detail: str, retry_after: float | None = None) -> AdapterError:
+        """An AdapterError for this provider, with any credential value blanked out of `detail`:
+        a provider that echoes the key back in an error body must not put it in our logs."""
+        for value in self._credentials.values():
+            if value:
+                detail = detail.replace(value, "***")
+        return AdapterError(self.slug, kind, detail, retry_after)
 
     @abc.abstractmethod
     async def fetch_offers(self) -> list[OfferData]:
