@@ -22,7 +22,8 @@ MAX_MESSAGE_BYTES = 2 * 1024 * 1024
 
 def start(directory: Path, host: str = "127.0.0.1", port: int = 1025) -> Controller:
     """Starts the sink in a background thread; `.stop()` it when done."""
-    directory.mkdir(parents=True, exist_ok=True)
+    for part in ("tmp", "new", "cur"):  # a Maildir, even inside a folder that already exists
+        (directory / part).mkdir(parents=True, exist_ok=True)
     controller = Controller(Mailbox(directory), hostname=host, port=port, data_size_limit=MAX_MESSAGE_BYTES)
     controller.start()
     return controller

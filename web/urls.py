@@ -2,6 +2,7 @@ from django.urls import include, path
 
 from billing import views as billing_views
 from web.accounts import activation_view
+from web.api import api
 from web.views import account, dashboard, health, public, sandbox
 
 urlpatterns = [
@@ -16,6 +17,7 @@ urlpatterns = [
     # Before allauth's own: the same link, with pages telling expired, used and broken apart.
     path("accounts/confirm-email/<str:key>/", activation_view, name="account_confirm_email"),
     path("accounts/", include("allauth.urls")),
+    path("api/v2/", api.urls),
     path("sandbox/mailbox/", sandbox.mailbox, name="sandbox_mailbox"),
     path("sandbox/mailbox/<str:message_id>/", sandbox.message, name="sandbox_message"),
 ]

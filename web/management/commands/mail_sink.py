@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from pathlib import Path
@@ -25,6 +26,7 @@ class Command(BaseCommand):
         if settings.GPUBROKER_MODE == "live":
             raise CommandError("the mail sink is for SANDBOX only; LIVE sends real mail through EMAIL_URL")
         directory = dir or settings.SANDBOX_MAILBOX_DIR
+        logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every connection
         try:
             controller = mailsink.start(directory, host, port)
         except (OSError, RuntimeError) as exc:
