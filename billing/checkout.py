@@ -7,7 +7,6 @@ at Stripe. A user with a paid plan never gets a second Checkout: they change the
 
 from __future__ import annotations
 
-import logging
 from uuid import UUID
 
 import stripe
@@ -18,8 +17,6 @@ from billing import gateway
 from billing.entitlements import standing
 from billing.models import CheckoutSession, Plan, Subscription
 from billing.subscriptions import fulfil_checkout, lock_user, save_subscription
-
-log = logging.getLogger("gpubroker.billing")
 
 
 class BillingError(Exception):
@@ -72,6 +69,13 @@ def start_checkout(user: AbstractBaseUser, plan: Plan, attempt: UUID, success_ur
         raise BillingError(f"{plan.name} is not a plan you can pay for.")
     keys = gateway.keys_for_mode()
     api = gateway.client(keys)
+    with transaction.atomic():
+        # One start at a time per user, so that only one of their sessions is ever open.
+        lock_user(user)
+        return _start_checkout_locked(api, keys, user, plan, attempt, success_url, cancel_url)
+
+
+def _start_checkout_locked(api: stripe.StripeClient, keys: gateway.StripeKeys, user: AbstractBaseUser, plan: Plan, attempt: UUID, success_url: str, cancel_url: str) -> str:
     existing = CheckoutSession.objects.filter(attempt=attempt).first()
     if existing:
         if existing.user_id != user.pk or existing.plan_id != plan.pk:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -276,6 +275,3 @@ class ApiKey(models.Model):
 
         return current_plan(self.user)
 
-
-def new_attempt() -> uuid.UUID:
-    return uuid.uuid4()

@@ -176,6 +176,11 @@ def fulfil_checkout(api: stripe.StripeClient, session: dict[str, Any]) -> str:
     if not subscription_id:
         return "ignored: completed checkout without a subscription"
     subscription = sync_subscription(api, subscription_id, user_hint=user)
+    if subscription:
+        others = Subscription.objects.filter(user=user, livemode=subscription.livemode).exclude(pk=subscription.pk)
+        if any(other.grants_plan() for other in others):
+            # Checkout is refused while a paid plan runs, so this needs a person: refund one of them.
+            log.error("user %s now pays for two subscriptions (%s is the newest); refund the other", user.pk, subscription.stripe_id)
     if row and row.status != CheckoutSession.Status.COMPLETE:
         row.status = CheckoutSession.Status.COMPLETE
         row.completed_at = timezone.now()

@@ -129,3 +129,19 @@ def test_the_signed_in_pages_work_on_a_phone(page: Page, server_url: str, artifa
         page.goto(server_url + path)
         shot(page, artifacts, name)
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), path
+
+
+def test_a_member_creates_an_api_key_that_is_shown_once(page: Page, server_url: str, artifacts: Path) -> None:
+    sign_up_and_activate(page, server_url)
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Settings").click()
+    page.get_by_label("Name").fill("CI pipeline")
+    page.get_by_role("button", name="Create key").click()
+    key = page.get_by_test_id("new-api-key")
+    expect(key).to_have_text(re.compile(r"^gpb_[0-9a-f]{8}_\S{20,}$"))
+    raw = key.inner_text()
+    shot(page, artifacts, "17-api-key-created")
+    response = page.request.get(server_url + "/api/v2/account", headers={"X-API-Key": raw})
+    assert response.status == 200 and response.json()["plan"]["slug"] == "free"
+    page.goto(server_url + "/settings/")
+    expect(page.get_by_text(raw)).to_have_count(0)
+    expect(page.get_by_role("table", name="Your API keys")).to_contain_text("CI pipeline")

@@ -7,9 +7,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Callable
 from datetime import datetime, timezone
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -51,9 +49,6 @@ def money(cents: int, currency: str) -> str:
 
 def day(ts: int | None) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%-d %b %Y") if ts else ""
-
-
-Route = tuple[str, re.Pattern[str], str, Callable[..., Response]]
 
 
 class Api:
