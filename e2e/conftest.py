@@ -21,6 +21,8 @@ import psycopg
 import pytest
 import redis
 
+from e2e.sandbox_services import sandbox_services
+
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -106,11 +108,13 @@ def server_url() -> Iterator[str]:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     ARTIFACTS.mkdir(exist_ok=True)
+    services = sandbox_services(ROOT, ARTIFACTS, port)
+    services_env = services.__enter__()  # mail sink + Stripe emulator, stopped after daphne
     log = (ARTIFACTS / "daphne.log").open("w")
     server = subprocess.Popen(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "web.asgi:application"],
         cwd=ROOT,
-        env=os.environ.copy(),
+        env={**os.environ, **services_env},
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -135,6 +139,7 @@ def server_url() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
+        services.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="session")

@@ -19,3 +19,6 @@ def _clean_cache() -> Iterator[None]:
 def catalog(db: None) -> None:
     """The sandbox catalog, loaded from the real snapshot."""
     call_command("load_catalog", verbosity=0, stdout=open("/dev/null", "w"))
+
+
+pytest_plugins = ["tests.accounts_and_billing"]

@@ -6,7 +6,7 @@ Every variable is listed in README.md. A bad value stops start-up with one line 
 import os
 from pathlib import Path
 
-from web.config import LIVE, ConfigError, load_config
+from web.config import LIVE, ConfigError, env_int, load_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 CONFIG = load_config(os.environ, BASE_DIR)
@@ -33,6 +33,9 @@ INSTALLED_APPS = [
     "channels",
     "web",
     "providers",
+    "allauth",
+    "allauth.account",
+    "billing",
 ]
 
 MIDDLEWARE = [
@@ -45,6 +48,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
 ]
 
 ROOT_URLCONF = "web.urls"
@@ -76,6 +80,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "web.context_processors.platform",
+                "billing.context_processors.plan",
             ],
         },
     }
@@ -142,6 +147,53 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# Accounts (django-allauth): email + password, activation by a link that signs the user in.
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+ACCOUNT_ADAPTER = "web.accounts.AccountAdapter"
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+ACCOUNT_EMAIL_VERIFICATION = "mandatory"
+ACCOUNT_CONFIRM_EMAIL_ON_GET = True
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
+ACCOUNT_EMAIL_CONFIRMATION_EXPIRE_DAYS = 3
+ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_CHANGE_EMAIL = True
+ACCOUNT_EMAIL_NOTIFICATIONS = True
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "GPUBROKER: "
+ACCOUNT_SESSION_REMEMBER = None
+ACCOUNT_PREVENT_ENUMERATION = True
+# allauth's limits (counted in the cache, so shared through Redis); stated here to be visible.
+ACCOUNT_RATE_LIMITS = {
+    "login": "30/m/ip",
+    "login_failed": "10/m/ip,5/300s/key",
+    "signup": "20/m/ip",
+    "reset_password": "20/m/ip,5/m/key",
+    "reset_password_from_key": "20/m/ip",
+    "confirm_email": "1/180s/key",
+    "change_password": "5/m/user",
+    "manage_email": "10/m/user",
+}
+LOGIN_URL = "account_login"
+LOGIN_REDIRECT_URL = "dashboard"
+ACCOUNT_LOGOUT_REDIRECT_URL = "landing"
+
+# Stripe keys per mode; billing.gateway refuses a key of the wrong mode with a clear message.
+# SANDBOX without STRIPE_TEST_SECRET_KEY uses the bundled emulator at STRIPE_EMULATOR_URL.
+for _name in ("SECRET_KEY", "PUBLISHABLE_KEY", "WEBHOOK_SECRET"):
+    for _mode in ("TEST", "LIVE"):
+        globals()[f"STRIPE_{_mode}_{_name}"] = os.environ.get(f"STRIPE_{_mode}_{_name}", "")
+STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "")
+STRIPE_EMULATOR_URL = os.environ.get("STRIPE_EMULATOR_URL", "http://127.0.0.1:12111")
+STRIPE_EMULATOR_WEBHOOK_SECRET = os.environ.get("STRIPE_EMULATOR_WEBHOOK_SECRET", "")
+STRIPE_PORTAL = os.environ.get("STRIPE_PORTAL", "")
+STRIPE_MAX_NETWORK_RETRIES = env_int(os.environ, "STRIPE_MAX_NETWORK_RETRIES", 2)
+BILLING_GRACE_DAYS = env_int(os.environ, "BILLING_GRACE_DAYS", 7)
+# SANDBOX mail sink's store, read by /sandbox/mailbox/.
+SANDBOX_MAILBOX_DIR = Path(os.environ.get("SANDBOX_MAILBOX_DIR", "") or BASE_DIR / "var" / "mailbox")
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -195,5 +247,6 @@ LOGGING = {
     "loggers": {
         "gpubroker": {"level": "DEBUG" if CONFIG.mode != LIVE else "INFO", "propagate": True},
         "daphne": {"level": "WARNING"},
+        "stripe": {"level": "WARNING"},  # the SDK logs every request at INFO
     },
 }

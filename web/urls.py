@@ -1,8 +1,23 @@
-from django.urls import path
+from django.urls import include, path
 
-from web.views import health, public
+from billing import views as billing_views
+from web.accounts import activation_view
+from web.api import api
+from web.views import account, dashboard, health, public, sandbox
 
 urlpatterns = [
     path("", public.landing, name="landing"),
     path("health", health.health, name="health"),
+    path("plans/", billing_views.plans, name="plans"),
+    path("dashboard/", dashboard.dashboard, name="dashboard"),
+    path("settings/", account.settings_page, name="settings"),
+    path("settings/api-keys/", account.create_api_key, name="api_key_create"),
+    path("settings/api-keys/<int:key_id>/revoke/", account.revoke_api_key, name="api_key_revoke"),
+    path("billing/", include("billing.urls")),
+    # Before allauth's own: the same link, with pages telling expired, used and broken apart.
+    path("accounts/confirm-email/<str:key>/", activation_view, name="account_confirm_email"),
+    path("accounts/", include("allauth.urls")),
+    path("api/v2/", api.urls),
+    path("sandbox/mailbox/", sandbox.mailbox, name="sandbox_mailbox"),
+    path("sandbox/mailbox/<str:message_id>/", sandbox.message, name="sandbox_message"),
 ]

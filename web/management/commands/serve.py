@@ -1,5 +1,8 @@
 """Serves the whole product for `make run`: daphne, plus the processes the mode needs.
 
+In SANDBOX it also starts the mail sink (where EMAIL_URL points, if local) and the Stripe emulator
+(at STRIPE_EMULATOR_URL, when no Stripe test key is set).
+
 Without REDIS_URL the worker runs inside daphne (see `web.embedded`); with it, a separate
 `run_worker` process is started. Every child is stopped when this command stops, and if one of
 them dies the rest are stopped too, so a half-running product never sits there looking fine.
@@ -13,9 +16,14 @@ import subprocess
 import sys
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
+
+from billing import gateway
+
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
 class Command(BaseCommand):
@@ -30,6 +38,28 @@ class Command(BaseCommand):
         procs = {"web": [python, "-m", "daphne", "-b", host, "-p", str(port), "web.asgi:application"]}
         if not settings.EMBEDDED_WORKER:
             procs["worker"] = [python, "manage.py", "run_worker"]
+        procs.update(self.sandbox_processes(host, port))
+        return procs
+
+    def sandbox_processes(self, host: str, port: int) -> dict[str, list[str]]:
+        """SANDBOX stand-ins for outside services: the mail sink and, without test keys, the Stripe emulator."""
+        if settings.GPUBROKER_MODE != "sandbox":
+            return {}
+        python = sys.executable
+        procs = {}
+        if settings.EMAIL_BACKEND.endswith("smtp.EmailBackend") and settings.EMAIL_HOST in LOCAL_HOSTS:
+            procs["mail"] = [python, "manage.py", "mail_sink", "--host", settings.EMAIL_HOST, "--port", str(settings.EMAIL_PORT)]
+        try:
+            keys = gateway.keys_for_mode(live=False)
+        except gateway.StripeNotConfigured:
+            keys = None  # the pages say what is wrong with the keys
+        if keys and keys.emulator and keys.api_base:
+            emulator = urlsplit(keys.api_base)
+            app = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+            procs["stripe"] = [
+                python, "manage.py", "stripe_emulator", "--host", emulator.hostname or "127.0.0.1", "--port", str(emulator.port or 12111),
+                "--webhook-url", f"http://{app}:{port}/billing/stripe/webhook/", "--state-file", str(settings.BASE_DIR / "var" / "stripe-emulator.json"),
+            ]
         return procs
 
     def handle(self, *args: Any, host: str, port: int, **options: Any) -> None:

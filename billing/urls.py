@@ -1,0 +1,17 @@
+from django.urls import path
+
+from billing import views
+
+app_name = "billing"
+
+urlpatterns = [
+    path("", views.overview, name="overview"),
+    path("checkout/<slug:slug>/", views.start_checkout, name="checkout"),
+    path("checkout-complete/", views.success, name="success"),
+    path("checkout-canceled/", views.checkout_canceled, name="checkout_canceled"),
+    path("change/<slug:slug>/", views.change_plan, name="change"),
+    path("cancel/", views.cancel, name="cancel"),
+    path("resume/", views.resume, name="resume"),
+    path("portal/", views.portal, name="portal"),
+    path("stripe/webhook/", views.stripe_webhook, name="stripe_webhook"),
+]

@@ -1,0 +1,76 @@
+"""Stripe webhook events: stored once by id, then acted on, in one transaction.
+
+A replayed event finds its stored row and changes nothing. A failure while acting (Stripe
+unreachable) rolls the stored row back too, so Stripe's retry does the work again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import stripe
+from django.db import transaction
+
+from billing.models import StripeEvent
+from billing.subscriptions import fulfil_checkout, invoice_subscription_id, record_invoice, stamp, sync_subscription
+
+Event = dict[str, Any]
+DUPLICATE = "duplicate: already processed"
+
+
+def _checkout(api: stripe.StripeClient, event: Event) -> str:
+    return fulfil_checkout(api, event["data"]["object"])
+
+
+def _invoice(api: stripe.StripeClient, event: Event) -> str:
+    invoice = event["data"]["object"]
+    subscription_id = invoice_subscription_id(invoice)
+    if not subscription_id:
+        return "ignored: invoice for no subscription"
+    failed_at = stamp(event["created"]) if event["type"] == "invoice.payment_failed" else None
+    subscription = sync_subscription(api, subscription_id, failed_at=failed_at)
+    if subscription is None:
+        return "ignored: invoice for a subscription that is not ours"
+    saved = record_invoice(invoice, subscription)
+    return f"invoice {saved.status}; subscription {subscription.status}"
+
+
+def _subscription(api: stripe.StripeClient, event: Event) -> str:
+    subscription = sync_subscription(api, event["data"]["object"]["id"])
+    return f"subscription {subscription.status}" if subscription else "ignored: subscription that is not ours"
+
+
+HANDLERS: dict[str, Callable[[stripe.StripeClient, Event], str]] = {
+    "checkout.session.completed": _checkout,
+    "checkout.session.async_payment_succeeded": _checkout,
+    "checkout.session.expired": _checkout,
+    "invoice.paid": _invoice,
+    "invoice.payment_failed": _invoice,
+    "customer.subscription.created": _subscription,
+    "customer.subscription.updated": _subscription,
+    "customer.subscription.deleted": _subscription,
+}
+
+
+def process(api: stripe.StripeClient, event: Event) -> str:
+    """Stores `event` (verified by the caller) and acts on it once; returns what happened."""
+    with transaction.atomic():
+        row, created = StripeEvent.objects.get_or_create(
+            stripe_id=event["id"],
+            defaults={
+                "type": event["type"],
+                "livemode": bool(event.get("livemode")),
+                "api_version": event.get("api_version") or "",
+                "created": stamp(event.get("created")),
+                "payload": event,
+            },
+        )
+        if not created:
+            return DUPLICATE
+        handler = HANDLERS.get(event["type"])
+        outcome = handler(api, event) if handler else "stored: not a type GPUBROKER acts on"
+        row.outcome = outcome[:200]
+        row.save(update_fields=["outcome"])
+        return outcome
+

@@ -1,0 +1,19 @@
+"""The signed-in home: the plan, what it allows, and where to go next."""
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from billing.entitlements import standing
+from billing.models import ApiKey
+
+
+@login_required
+@require_GET
+def dashboard(request: HttpRequest) -> HttpResponse:
+    context = {
+        "standing": standing(request.user),
+        "api_key_count": ApiKey.objects.filter(user=request.user).active().count(),
+    }
+    return render(request, "pages/dashboard.html", context)
