@@ -1,10 +1,12 @@
 //! Multi-criteria ranking on plain row-major `f64` slices. No Python here: `lib.rs` wraps it.
 //!
 //! TOPSIS and the weighted sum are two passes over the matrix: column statistics, then one score
-//! per row. Both passes work on blocks of `LANES` rows laid out so the compiler can vectorise
-//! them (portable SSE2 code, plus an AVX2 copy chosen at run time), and large matrices are split
-//! in two halves run on two threads. The split depends only on the size of the input, never on
-//! the machine, so a given input always gives the same bits.
+//! per row. The first pass is one contiguous stream the compiler vectorises (portable SSE2 code,
+//! plus an AVX2 copy chosen at run time); TOPSIS's second pass has an AVX2+FMA kernel in
+//! intrinsics, also chosen at run time, with a portable fallback. Large matrices are split in two
+//! halves run on two threads. The split depends only on the size of the input, never on the
+//! machine, so on a given CPU an input always gives the same bits (CPUs with and without AVX2
+//! and FMA may differ in the last bit).
 
 use std::cmp::Ordering;
 
@@ -502,11 +504,12 @@ pub fn pareto_front(matrix: Matrix<'_>, benefit: &[bool]) -> Result<Vec<usize>, 
     matrix.check_benefit(benefit)?;
     matrix.check_finite()?;
     let m = matrix.cols;
-    // Oriented values: higher is better in every column.
+    // Oriented values: higher is better in every column. Adding 0.0 turns -0.0 into 0.0, so the
+    // total order used for sorting agrees with numeric comparison.
     let oriented: Vec<f64> = matrix
         .data
         .chunks_exact(m)
-        .flat_map(|row| row.iter().zip(benefit).map(|(&x, &b)| if b { x } else { -x }))
+        .flat_map(|row| row.iter().zip(benefit).map(|(&x, &b)| (if b { x } else { -x }) + 0.0))
         .collect();
     let row = |i: usize| &oriented[i * m..(i + 1) * m];
     let mut order: Vec<usize> = (0..matrix.rows).collect();
@@ -757,6 +760,11 @@ mod tests {
         let front = pareto_front(Matrix::new(&data, 6, 2).unwrap(), &[false, true]).unwrap();
         assert_eq!(front, vec![0, 1, 3, 5]);
         assert_eq!(pareto_front(Matrix::new(&[], 0, 2).unwrap(), &[true, true]).unwrap(), Vec::<usize>::new());
+        // -0.0 equals 0.0: the second row dominates either way round.
+        for (a, b) in [(-0.0, 0.0), (0.0, -0.0)] {
+            let signed = [a, 1.0, b, 2.0];
+            assert_eq!(pareto_front(Matrix::new(&signed, 2, 2).unwrap(), &[true, true]).unwrap(), vec![1]);
+        }
     }
 
     #[test]

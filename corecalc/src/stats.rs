@@ -34,8 +34,10 @@ fn exact_moments(values: &[f64]) -> (f64, f64) {
 
 /// Welford's update, sliding: each step adds the new value and removes the one leaving the
 /// window in one update. Rounding drift is bounded by recomputing both moments exactly (two-pass)
-/// every `window` steps, amortised O(1); a window whose values are all equal is reported exactly
-/// (mean = the value, std = 0), as flat price series are common.
+/// every `window` steps, amortised O(1), and whenever a departing value dwarfs the rest (a spike
+/// leaving: its removal would cancel most digits; O(window) then, so a series made only of such
+/// steps costs O(n·window)). A window whose values are all equal is reported exactly (mean = the
+/// value, std = 0), as flat price series are common.
 pub fn rolling(values: &[f64], window: i64, ddof: i64) -> Result<Rolling, CalcError> {
     let w = check("window", window as f64, window >= 1, "an integer >= 1")? as usize;
     let ddof = check("ddof", ddof as f64, ddof >= 0 && ddof < window, "an integer with 0 <= ddof < window")? as usize;
@@ -55,8 +57,14 @@ pub fn rolling(values: &[f64], window: i64, ddof: i64) -> Result<Rolling, CalcEr
         } else {
             let old = values[i - w];
             let next = mean + (x - old) / w as f64;
+            let removed_scale = (old - mean) * (old - mean);
             m2 += (x - old) * ((x - next) + (old - mean));
             mean = next;
+            // A value leaving that dwarfs what remains (a spike, a level shift) cancels most
+            // digits of the running moments: recompute them exactly instead.
+            if removed_scale > 1e6 * m2 || old.abs() > 1e6 * mean.abs() {
+                (mean, m2) = exact_moments(&values[i + 1 - w..=i]);
+            }
         }
         if i + 1 < w {
             continue;
