@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import corecalc
@@ -65,6 +65,8 @@ def test_pct_change_matches_the_reference(values, periods):
 
 @settings(max_examples=500, deadline=None)
 @given(prices, st.integers(1, 30), st.integers(0, 1))
+@example([1.0, 1.0, 1.0, 1.0, 6945.8013379314725, 100.0, 1.0, 1.0, 1.0, 0.5], 4, 0)  # a spike leaving
+@example([726.0, 1.01, 1.0], 2, 1)
 def test_rolling_stats_match_a_two_pass_reference(values, window, ddof):
     if ddof >= window:
         window = ddof + 1

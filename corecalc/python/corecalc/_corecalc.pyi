@@ -227,8 +227,8 @@ def rolling_stats(values: _Floats, window: int, ddof: int = 1) -> tuple[Float64A
     NaN until the first window is full. ``std`` has ``ddof`` delta degrees of freedom (1: sample,
     0: population; ``0 <= ddof < window``); ``zscore = (x - mean) / std``, 0 where the window is
     constant. Welford's update, sliding, with an exact two-pass recompute every ``window`` steps
-    and whenever a departing value dwarfs the rest (a spike leaving the window), so rounding does
-    not drift; a constant window is reported exactly (std 0). Raises CoreCalcError
+    and whenever a running bound on the updates' rounding error passes 1e-11 of the moment (e.g.
+    a spike leaving the window), so rounding does not drift; a constant window is reported exactly (std 0). Raises CoreCalcError
     for NaN or infinity in ``values``.
     """
 
