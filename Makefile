@@ -56,6 +56,7 @@ chromium:
 	fi
 
 bench: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pip install --quiet --no-build-isolation -e ".[test,bench]"
 	$(BIN)/python -m bench
 
 clean:
