@@ -11,6 +11,8 @@ from importlib import import_module
 from providers.adapters.base import ProviderAdapter
 
 REGISTRY: dict[str, str] = {
+    # Serves every provider of the price snapshot in SANDBOX mode (one instance per provider).
+    "sandbox": "providers.adapters.sandbox.SandboxAdapter",
     # Filled by the adapters work: "runpod": "providers.adapters.runpod.RunPodAdapter", ...
 }
 
