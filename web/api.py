@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
-from ninja.errors import ParseError, ValidationError
+from ninja.errors import HttpError, ValidationError
 
 from providers.api import analytics, router as offers
 from providers.query import QueryError
@@ -44,9 +44,13 @@ def validation_failed(request: HttpRequest, exc: ValidationError) -> HttpRespons
     return api.create_response(request, {"error": "invalid parameters", "errors": [_error(e) for e in exc.errors]}, status=422)
 
 
-@api.exception_handler(ParseError)
-def unreadable_body(request: HttpRequest, exc: ParseError) -> HttpResponse:
-    return api.create_response(request, {"error": "invalid request body", "errors": [{"field": "body", "reason": f"not valid JSON ({exc})"}]}, status=400)
+@api.exception_handler(HttpError)
+def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    # ninja raises HttpError(400, "Cannot parse request body") for a body that is not JSON.
+    body: dict[str, object] = {"error": str(exc)}
+    if exc.status_code == 400 and "parse request body" in str(exc):
+        body["errors"] = [{"field": "body", "reason": "not valid JSON"}]
+    return api.create_response(request, body, status=exc.status_code)
 
 
 @api.exception_handler(QueryError)
