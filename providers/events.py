@@ -100,7 +100,8 @@ class RedisStreams:
         return [Entry(_decode(entry_id), {_decode(k): v for k, v in (fields or {}).items()}) for entry_id, fields in raw if fields is not None]
 
     async def read_new(self, stream: str, group: str, consumer: str, count: int, block_ms: int) -> list[Entry]:
-        answer = await self.client.xreadgroup(group, consumer, {stream: ">"}, count=count, block=block_ms)
+        # BLOCK 0 means "forever" to Redis; a zero here means "do not wait".
+        answer = await self.client.xreadgroup(group, consumer, {stream: ">"}, count=count, block=block_ms or None)
         return [entry for _, raw in answer or [] for entry in self._entries(raw)]
 
     async def pending(self, stream: str, group: str, count: int) -> list[PendingEntry]:
