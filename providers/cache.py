@@ -282,9 +282,14 @@ def shared_cache() -> TieredCache:
             client = None
             if settings.REDIS_URL:
                 import redis
+                from redis.backoff import NoBackoff
+                from redis.retry import Retry
 
-                # Short timeouts: a hung Redis must cost a request milliseconds, not seconds.
-                client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=0.25, socket_timeout=0.25)
+                # Short timeouts and no retries: a down Redis must cost a request a millisecond,
+                # then nothing while L1 is skipped (see REDIS_RETRY_AFTER).
+                client = redis.Redis.from_url(
+                    settings.REDIS_URL, socket_connect_timeout=0.25, socket_timeout=0.25, retry=Retry(NoBackoff(), 0)
+                )
             _shared = TieredCache(client)
         return _shared
 

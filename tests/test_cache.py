@@ -13,6 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from providers import query as query_module
 from providers.cache import L2_MAX_ENTRIES, PRICE_TTL, STATIC_TTL, TieredCache, reset_shared_cache
@@ -57,7 +59,7 @@ def private_redis() -> Iterator[tuple[redis.Redis, int]]:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     subprocess.run(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "yes"], check=True, capture_output=True)
-    client = redis.Redis(port=port, socket_connect_timeout=0.25, socket_timeout=0.25)
+    client = redis.Redis(port=port, socket_connect_timeout=0.25, socket_timeout=0.25, retry=Retry(NoBackoff(), 0))
     for _ in range(50):
         try:
             client.ping()
@@ -114,10 +116,10 @@ def test_two_hundred_requests_at_expiry_compute_at_most_twice(test_redis: redis.
 
 def test_early_refresh_runs_in_the_background_without_blocking() -> None:
     clock = Clock()
-    cache = TieredCache(None, clock=clock)
+    cache = TieredCache(None, clock=clock, beta=1000.0)  # a large beta makes XFetch refresh for sure
     slow = Counter(delay=0.3)
     cache.get("k", 60, slow)
-    clock.now += 59.9  # so close to expiry that XFetch refreshes for sure
+    clock.now += 59.9
     started = time.perf_counter()
     assert cache.get("k", 60, slow) == b"v1"  # the current bytes, at once
     assert time.perf_counter() - started < 0.1
