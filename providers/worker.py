@@ -165,6 +165,13 @@ def update_aggregates(gpu_types: list[str], minute_iso: str) -> int:
     return written
 
 
+def _record_health(slug: str, status: str, now: Any, latency_ms: float, circuit: str) -> str | None:
+    """Stores a health check's result; returns the status it replaces."""
+    previous = Provider.objects.filter(slug=slug).values_list("health_status", flat=True).first()
+    Provider.objects.filter(slug=slug).update(health_status=status, last_health_check=now, health_latency_ms=latency_ms, circuit_state=circuit)
+    return previous
+
+
 def prune(days: int = 30) -> int:
     """Deletes price history and aggregates older than the retention."""
     cutoff = timezone.now() - timedelta(days=days)
@@ -281,7 +288,7 @@ class Worker:
     # ----- refresh -----
 
     async def refresh(self, slug: str) -> IngestResult | None:
-        provider = await Provider.objects.aget(slug=slug)
+        provider = await database_sync_to_async(Provider.objects.get)(slug=slug)
         adapter = self.engine.slot(slug).adapter
         if hasattr(adapter, "resume") and provider.last_refresh_at != self._own_refresh.get(slug):
             # Another worker (or an earlier run) published since our last refresh: continue its walk.
@@ -307,7 +314,7 @@ class Worker:
     async def _record_circuit(self, provider: Provider, before: str, outcome: ProviderOutcome) -> None:
         after = self.engine.slot(provider.slug).breaker.state
         if after != provider.circuit_state:
-            await Provider.objects.filter(pk=provider.pk).aupdate(circuit_state=after)
+            await database_sync_to_async(Provider.objects.filter(pk=provider.pk).update)(circuit_state=after)
         if after != before:
             await events.publish(self.streams, events.PROVIDER_EVENTS, {
                 "provider": provider.slug, "kind": "circuit", "circuit_state": after, "previous": before,
@@ -326,10 +333,7 @@ class Worker:
         else:
             status = HealthStatus.HEALTHY
         now = timezone.now()
-        previous = await Provider.objects.filter(slug=slug).values_list("health_status", flat=True).afirst()
-        await Provider.objects.filter(slug=slug).aupdate(
-            health_status=status, last_health_check=now, health_latency_ms=round(result.latency_ms, 2), circuit_state=circuit
-        )
+        previous = await database_sync_to_async(_record_health)(slug, status, now, round(result.latency_ms, 2), circuit)
         if previous != status:
             await events.publish(self.streams, events.PROVIDER_EVENTS, {
                 "provider": slug, "kind": "health", "health_status": str(status), "previous": previous,
@@ -386,7 +390,7 @@ class Worker:
 async def build_worker(*, redis_url: str | None, mode: str, settings: WorkerSettings, client: httpx.AsyncClient,
                        sandbox_cloud: Any = None, name: str | None = None) -> Worker:
     """A worker for this deployment: Redis streams and leases when there is Redis, else memory."""
-    slugs = [slug async for slug in Provider.objects.filter(active=True).values_list("slug", flat=True)]
+    slugs = await database_sync_to_async(lambda: list(Provider.objects.filter(active=True).values_list("slug", flat=True)))()
     if mode == "sandbox" and sandbox_cloud is None:
         sandbox_cloud = await asyncio.to_thread(default_sandbox_cloud, redis_url)
     adapters = build_adapters(mode, client, slugs, sandbox_cloud=sandbox_cloud)
