@@ -111,6 +111,8 @@ else:
 # Without Redis the in-memory channel layer cannot cross processes, so the worker (provider
 # refreshes, health checks, events) runs inside the server process; with Redis `run_worker` does.
 EMBEDDED_WORKER = not REDIS_URL and CONFIG.mode != LIVE
+# The ASGI fast path for repeated anonymous cached reads (web.fastpath); off only to measure without it.
+FASTPATH_ENABLED = os.environ.get("GPUBROKER_FASTPATH", "1").strip().lower() not in ("0", "false", "no", "off")
 # Seconds between refreshes of one sandbox provider (live providers: every 60 s).
 SANDBOX_REFRESH_SECONDS = float(os.environ.get("SANDBOX_REFRESH_SECONDS", "10"))
 
