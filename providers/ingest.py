@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from providers.adapters.base import OfferData
-from providers.calc import pct_change
+from providers.calc import pct_changes
 from providers.models import Availability, Offer, PriceSample, PriceSource, Provider
 
 STATIC_FIELDS = ("gpu_type", "gpu_type_raw", "gpu_count", "gpu_memory_gb", "vcpus", "ram_gb", "storage_gb", "currency")
@@ -163,5 +163,5 @@ def _change(provider: Provider, offer: Offer, old_price: Decimal | None, old_ava
         new_price=new,
         old_availability=old_availability,
         new_availability=offer.availability_status,
-        pct_change=round(pct_change(old, new), 4) if old else None,
+        pct_change=round(pct_changes([(old, new)])[0], 4) if old else None,
     )

@@ -37,7 +37,7 @@ from django.utils import timezone
 from providers import events
 from providers.adapters.base import ProviderAdapter
 from providers.aggregation import AggregationEngine, ProviderOutcome
-from providers.calc import zscore
+from providers.calc import minute_aggregates, zscore
 from providers.groups import AVAILABILITY, HEALTH_STATUS, PRICE_UPDATES, gpu_group, provider_group, region_group
 from providers.ingest import IngestResult, apply_offers, current_quotes
 from providers.live import apublish_price_rows
@@ -132,8 +132,8 @@ def find_alerts(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
         base = {k: change[k] for k in ("offer_id", "provider", "name", "region", "gpu_type", "old_price", "new_price", "pct_change")}
         if change["pct_change"] is not None and abs(change["pct_change"]) > SIGNIFICANT_PCT:
             alerts.append({**base, "kind": "significant_change"})
-        # The newest sample is this change itself; judge it against the ones before.
-        past = history.get(change["offer_id"], [])[1 : ANOMALY_WINDOW + 1]
+        # The newest sample is this change itself; judge it against the ones before (oldest first).
+        past = history.get(change["offer_id"], [])[1 : ANOMALY_WINDOW + 1][::-1]
         z = zscore(past, change["new_price"])
         if z is not None and abs(z) > ANOMALY_Z:
             alerts.append({**base, "kind": "anomaly", "zscore": round(z, 2)})
@@ -145,20 +145,27 @@ def update_aggregates(gpu_types: list[str], minute_iso: str) -> int:
     from datetime import datetime
 
     minute = datetime.fromisoformat(minute_iso)
+    rows = (
+        Offer.objects.filter(gpu_type__in=gpu_types, provider__active=True)
+        .exclude(availability_status=Availability.UNAVAILABLE)
+        .values_list("gpu_type", "price_per_hour", "gpu_count")
+    )
+    groups = [gpu_type for gpu_type, _, _ in rows]
+    if not groups:
+        return 0
+    prices = [float(price) / count for _, price, count in rows]
+    stamp = minute.timestamp()
     written = 0
-    for gpu_type in gpu_types:
-        offers = Offer.objects.filter(gpu_type=gpu_type, provider__active=True).exclude(availability_status=Availability.UNAVAILABLE)
-        prices = [float(p) / c for p, c in offers.values_list("price_per_hour", "gpu_count")]
-        if not prices:
-            continue
+    # One bucket (this minute) per GPU type: corecalc's per-group min, mean, max and count.
+    for _, gpu_type, low, mean, high, count in minute_aggregates([stamp] * len(groups), groups, prices, 60.0):
         PriceAggregate.objects.update_or_create(
             gpu_type=gpu_type,
             minute=minute,
             defaults={
-                "offers": len(prices),
-                "min_price": Decimal(str(round(min(prices), 4))),
-                "mean_price": Decimal(str(round(sum(prices) / len(prices), 4))),
-                "max_price": Decimal(str(round(max(prices), 4))),
+                "offers": count,
+                "min_price": Decimal(str(round(low, 4))),
+                "mean_price": Decimal(str(round(mean, 4))),
+                "max_price": Decimal(str(round(high, 4))),
             },
         )
         written += 1
