@@ -361,21 +361,7 @@ class Worker:
         await database_sync_to_async(update_aggregates)(gpu_types, minute)
 
     async def fan_out_prices(self, event: events.Event) -> None:
-        changes = event.payload["changes"]
-        layer = get_channel_layer()
-        if layer is None or not changes:
-            return
-        await apublish_price_rows({c["gpu_type"] for c in changes})
-        payload = {"event_id": event.id, "provider": event.payload["provider"], "at": event.payload["at"]}
-        await layer.group_send(PRICE_UPDATES, {"type": "offers.changed", "payload": {**payload, "changes": changes}})
-        by_group: dict[str, list[dict[str, Any]]] = {}
-        for change in changes:
-            for group in (provider_group(change["provider"]), gpu_group(change["gpu_type"]), region_group(change["region"] or "any")):
-                by_group.setdefault(group, []).append(change)
-            if change["old_availability"] != change["new_availability"]:
-                by_group.setdefault(AVAILABILITY, []).append(change)
-        for group, subset in by_group.items():
-            await layer.group_send(group, {"type": "offers.changed", "payload": {**payload, "changes": subset}})
+        await fan_out_price_changes(event.id, event.payload)
 
     async def fan_out_provider(self, event: events.Event) -> None:
         layer = get_channel_layer()
@@ -392,6 +378,25 @@ class Worker:
         message = {"type": "price.alert", "payload": {**event.payload, "event_id": event.id}}
         await layer.group_send(gpu_group(event.payload["gpu_type"]), message)
         await layer.group_send(provider_group(event.payload["provider"]), message)
+
+
+async def fan_out_price_changes(event_id: str, payload: dict[str, Any]) -> None:
+    """Pushes one price-updates event to pages: the landing rows, then JSON to every group concerned."""
+    changes = payload["changes"]
+    layer = get_channel_layer()
+    if layer is None or not changes:
+        return
+    await apublish_price_rows({c["gpu_type"] for c in changes})
+    header = {"event_id": event_id, "provider": payload["provider"], "at": payload["at"]}
+    await layer.group_send(PRICE_UPDATES, {"type": "offers.changed", "payload": {**header, "changes": changes}})
+    by_group: dict[str, list[dict[str, Any]]] = {}
+    for change in changes:
+        for group in (provider_group(change["provider"]), gpu_group(change["gpu_type"]), region_group(change["region"] or "any")):
+            by_group.setdefault(group, []).append(change)
+        if change["old_availability"] != change["new_availability"]:
+            by_group.setdefault(AVAILABILITY, []).append(change)
+    for group, subset in by_group.items():
+        await layer.group_send(group, {"type": "offers.changed", "payload": {**header, "changes": subset}})
 
 
 async def build_worker(*, redis_url: str | None, mode: str, settings: WorkerSettings, client: httpx.AsyncClient,

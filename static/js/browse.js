@@ -23,7 +23,7 @@
       avail.className = "badge badge--" + tone;
       avail.textContent = change.new_availability.charAt(0).toUpperCase() + change.new_availability.slice(1);
     }
-    var time = row.querySelector("time[data-relative]");
+    var time = row.querySelector("time[data-relative]");  // "updated just now" under the price
     if (time) { time.setAttribute("datetime", new Date().toISOString()); time.textContent = "just now"; }
     row.classList.remove("offer-row--changed");
     void row.offsetWidth; // restart the flash animation

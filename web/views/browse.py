@@ -6,6 +6,8 @@ plain GET so links and the back button work without JavaScript, and htmx swaps o
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import orjson
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -69,6 +71,8 @@ def browse(request: HttpRequest) -> HttpResponse:
         else:
             body = first_page(cache, query, PAGE_SIZE)
         page = orjson.loads(body)
+        for item in page["items"]:  # the template shows ages, as the landing table does
+            item["last_updated"] = datetime.fromisoformat(item["last_updated"])
     except ValidationError as exc:
         errors += [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
     except QueryError as exc:
