@@ -1,12 +1,14 @@
 """HTTP serving: cached GET /api/v2/providers (50 offers, anonymous, every production middleware)
 under wrk, beside a bare Django view returning the same bytes under daphne, in the same run.
 
-Three servers, one at a time, each a fresh daphne process on 127.0.0.1 (wrk: 1 thread, 64
-connections, 10 s after a 2 s warm-up, on the same 2-core machine):
+Four servers, one at a time, each a fresh process on 127.0.0.1 (wrk: 1 thread, 64 connections,
+10 s after a 2 s warm-up, on the same 2-core machine):
 
-- bare Django view: the baseline (no middleware, prebuilt bytes);
-- the product through Django only (GPUBROKER_FASTPATH=0): every middleware, ninja, the L2 hit;
-- the product as deployed: the same stack behind the ASGI fast path (web/fastpath.py).
+- bare Django view under daphne: the baseline (no middleware, prebuilt bytes);
+- the product through Django only (GPUBROKER_FASTPATH=0) under daphne: every middleware, ninja,
+  the L2 hit;
+- the same stack behind the ASGI fast path (web/fastpath.py) under daphne;
+- the product as deployed (`manage.py serve`): the fast path under uvicorn (httptools, uvloop).
 
 It also times a websocket handshake + confirmation through each product server, to show the
 fast path leaves the websocket path as it was. Uses `<test db>_bench` in PostgreSQL (created
@@ -73,11 +75,19 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def server_command(server: str, app: str, port: int) -> list[str]:
+    if server == "daphne":
+        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]
+    from web.serving import uvicorn_command
+
+    return uvicorn_command(app, "127.0.0.1", port)
+
+
 class Server:
-    def __init__(self, app: str, env: dict[str, str], ready_path: str) -> None:
+    def __init__(self, app: str, env: dict[str, str], ready_path: str, server: str = "daphne") -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), app],
+        self.process = subprocess.Popen(server_command(server, app, self.port),
                                         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 30
         while True:
@@ -146,8 +156,8 @@ def websocket_confirmation_ms(port: int, rounds: int = 50) -> float:
     return statistics.median(times)
 
 
-def measure(name: str, app: str, env: dict[str, str], ready: str, websocket: bool) -> dict[str, float | str]:
-    server = Server(app, env, ready)
+def measure(name: str, app: str, env: dict[str, str], ready: str, websocket: bool, server_name: str = "daphne") -> dict[str, float | str]:
+    server = Server(app, env, ready, server_name)
     try:
         for _ in range(3):  # the first answer goes through Django and primes the caches
             assert httpx.get(server.url + PATH, timeout=10).status_code == 200
@@ -161,7 +171,7 @@ def measure(name: str, app: str, env: dict[str, str], ready: str, websocket: boo
 
 
 def main() -> None:
-    print("\n== HTTP: cached GET /api/v2/providers?limit=50 (wrk -t1 -c64, 127.0.0.1, one daphne process) ==")
+    print("\n== HTTP: cached GET /api/v2/providers?limit=50, anonymous, every middleware (wrk -t1 -c64, 127.0.0.1, one server process) ==")
     _prepare_data()
     product = Server("web.asgi:application", _env(), "/health")
     try:
@@ -173,8 +183,9 @@ def main() -> None:
     try:
         rows = [
             measure("bare Django view, same bytes (daphne)", "bench.bare_asgi:application", _env(BENCH_BODY_FILE=handle.name), PATH, False),
-            measure("/api/v2/providers through Django only", "web.asgi:application", _env(GPUBROKER_FASTPATH="0"), "/health", True),
-            measure("/api/v2/providers as deployed (fast path)", "web.asgi:application", _env(), "/health", True),
+            measure("API, Django only (daphne)", "web.asgi:application", _env(GPUBROKER_FASTPATH="0"), "/health", True),
+            measure("API, fast path (daphne)", "web.asgi:application", _env(), "/health", True),
+            measure("API, fast path (uvicorn): as deployed", "web.asgi:application", _env(), "/health", True, "uvicorn"),
         ]
     finally:
         os.unlink(handle.name)

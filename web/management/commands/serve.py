@@ -1,4 +1,4 @@
-"""Serves the whole product for `make run`: daphne, plus the processes the mode needs.
+"""Serves the whole product for `make run`: the ASGI server (see web.serving), plus the processes the mode needs.
 
 Without REDIS_URL the worker runs inside daphne (see `web.embedded`); with it, a separate
 `run_worker` process is started. Every child is stopped when this command stops, and if one of
@@ -17,6 +17,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
+from web.serving import uvicorn_command
+
 
 class Command(BaseCommand):
     help = "Serve GPUBROKER (daphne + worker) until interrupted."
@@ -27,7 +29,7 @@ class Command(BaseCommand):
 
     def processes(self, host: str, port: int) -> dict[str, list[str]]:
         python = sys.executable
-        procs = {"web": [python, "-m", "daphne", "-b", host, "-p", str(port), "web.asgi:application"]}
+        procs = {"web": uvicorn_command("web.asgi:application", host, port)}
         if not settings.EMBEDDED_WORKER:
             procs["worker"] = [python, "manage.py", "run_worker"]
         return procs
