@@ -1,6 +1,7 @@
 """The aggregation engine: asks providers for offers in parallel and survives the ones that fail.
 
-Per provider it keeps a circuit breaker (open at >= 50 % failures over the last 10 calls,
+Per provider it keeps its own budget of calls (the provider's rate limit per minute, a corecalc
+sliding window), a circuit breaker (open at >= 50 % failures over the last 10 calls,
 half-open after 30 s, closed by a success), a bulkhead (a few calls at once, a short bounded queue,
 then immediate rejection: backpressure instead of a pile-up), a 5 s timeout, and a latency
 average from which its weight comes (slower than 2 s: less weight, so it is refreshed less often
@@ -19,6 +20,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import corecalc
+
 from providers.adapters.base import AdapterError, FailureKind, HealthResult, OfferData, ProviderAdapter
 
 logger = logging.getLogger("gpubroker.aggregation")
@@ -28,6 +31,7 @@ Clock = Callable[[], float]
 CALL_TIMEOUT_SECONDS = 5.0
 SLOW_AFTER_SECONDS = 2.0
 MIN_WEIGHT = 0.1
+DEFAULT_RATE_LIMIT = 60  # calls per minute, when the provider's row does not say
 
 
 class CircuitOpen(AdapterError):
@@ -35,6 +39,13 @@ class CircuitOpen(AdapterError):
 
     def __init__(self, provider: str, retry_in: float) -> None:
         super().__init__(provider, FailureKind.UNAVAILABLE, f"circuit open; next trial in {retry_in:.0f}s", retry_after=retry_in)
+
+
+class Throttled(AdapterError):
+    """Our own budget of calls to this provider (its rate limit per minute) is spent for now."""
+
+    def __init__(self, provider: str, retry_in: float) -> None:
+        super().__init__(provider, FailureKind.RATE_LIMITED, f"our rate limit for this provider is spent; next call in {retry_in:.0f}s", retry_after=retry_in)
 
 
 class Rejected(AdapterError):
@@ -142,6 +153,7 @@ class ProviderSlot:
     adapter: ProviderAdapter
     breaker: CircuitBreaker
     bulkhead: Bulkhead
+    limiter: Any  # corecalc.SlidingWindow: the provider's calls per minute
     latency_ewma: float | None = None  # seconds
     last_error: str = ""
     last_success: float | None = None  # wall-clock seconds
@@ -212,6 +224,7 @@ class AggregationEngine:
         breaker_cooldown: float = 30.0,
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,
+        rate_limits: Mapping[str, int] | None = None,
     ) -> None:
         self.timeout = timeout
         self.clock = clock
@@ -222,6 +235,7 @@ class AggregationEngine:
                 adapter=adapter,
                 breaker=CircuitBreaker(window=breaker_window, cooldown=breaker_cooldown, clock=clock),
                 bulkhead=Bulkhead(concurrency, queue),
+                limiter=corecalc.SlidingWindow(max(1, (rate_limits or {}).get(slug, DEFAULT_RATE_LIMIT)), 60.0),
             )
             for slug, adapter in adapters.items()
         }
@@ -233,6 +247,11 @@ class AggregationEngine:
         slot = self.slots[slug]
         if slot.bulkhead.full():
             raise Rejected(slug)
+        if slot.breaker.state == CircuitBreaker.OPEN:  # before the budget: a refused call spends none
+            raise CircuitOpen(slug, slot.breaker.retry_in())
+        allowed, _, retry_after = slot.limiter.check(slug, self.clock())
+        if not allowed:
+            raise Throttled(slug, retry_after)
         if not slot.breaker.acquire():
             raise CircuitOpen(slug, slot.breaker.retry_in())
         async with slot.bulkhead:
@@ -270,7 +289,7 @@ class AggregationEngine:
     async def fetch(self, slug: str) -> ProviderOutcome:
         try:
             offers, latency = await self._call(slug, lambda adapter: adapter.fetch_offers())
-        except (CircuitOpen, Rejected) as exc:
+        except (CircuitOpen, Rejected, Throttled) as exc:
             return ProviderOutcome(slug, error=exc, skipped=True)
         except AdapterError as exc:
             return ProviderOutcome(slug, error=exc)

@@ -402,11 +402,11 @@ async def fan_out_price_changes(event_id: str, payload: dict[str, Any]) -> None:
 async def build_worker(*, redis_url: str | None, mode: str, settings: WorkerSettings, client: httpx.AsyncClient,
                        sandbox_cloud: Any = None, name: str | None = None) -> Worker:
     """A worker for this deployment: Redis streams and leases when there is Redis, else memory."""
-    slugs = await database_sync_to_async(lambda: list(Provider.objects.filter(active=True).values_list("slug", flat=True)))()
+    limits = await database_sync_to_async(lambda: dict(Provider.objects.filter(active=True).values_list("slug", "rate_limit_per_minute")))()
     if mode == "sandbox" and sandbox_cloud is None:
         sandbox_cloud = await asyncio.to_thread(default_sandbox_cloud, redis_url)
-    adapters = build_adapters(mode, client, slugs, sandbox_cloud=sandbox_cloud)
-    engine = AggregationEngine(adapters)
+    adapters = build_adapters(mode, client, sorted(limits), sandbox_cloud=sandbox_cloud)
+    engine = AggregationEngine(adapters, rate_limits=limits)
     name = name or worker_id()
     if redis_url:
         import redis.asyncio as aredis

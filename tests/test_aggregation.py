@@ -182,3 +182,15 @@ async def test_health_checks_go_through_the_breaker(healthy: bool) -> None:
     result = await engine.health_check("p")
     assert result.healthy is healthy
     assert engine.slot("p").breaker.failures == (0 if healthy else 1)
+
+
+async def test_calls_stay_within_the_providers_rate_limit_per_minute() -> None:
+    clock = Clock()
+    adapter = Scripted("p")
+    engine = AggregationEngine({"p": adapter}, clock=clock, rate_limits={"p": 3})
+    outcomes = [await engine.fetch("p") for _ in range(5)]
+    assert [o.ok for o in outcomes] == [True, True, True, False, False] and adapter.calls == 3
+    assert outcomes[3].skipped and outcomes[3].error.kind == FailureKind.RATE_LIMITED
+    assert engine.slot("p").breaker.state == "closed"  # our own limit is not the provider failing
+    clock.now += 61
+    assert (await engine.fetch("p")).ok and adapter.calls == 4
