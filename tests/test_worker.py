@@ -175,3 +175,20 @@ def test_pruning_deletes_history_older_than_thirty_days(catalog: None) -> None:
     with pytest.raises(ValueError):
         recent.save()  # append-only
     assert prune() == 0
+
+
+async def test_redis_leases_give_each_interval_to_one_worker() -> None:
+    import redis.asyncio as aredis
+
+    from providers.worker import RedisLeases
+    from tests.environment import TEST_REDIS_URL
+
+    client = aredis.Redis.from_url(TEST_REDIS_URL)
+    await client.delete("test:lease:refresh:aws")
+    first, second = RedisLeases(client, "worker-1", "test:lease:"), RedisLeases(client, "worker-2", "test:lease:")
+    assert await first.acquire("refresh:aws", 0.3)
+    assert not await second.acquire("refresh:aws", 0.3)
+    assert await client.get("test:lease:refresh:aws") == b"worker-1"
+    await asyncio.sleep(0.35)
+    assert await second.acquire("refresh:aws", 0.3)
+    await client.aclose()
