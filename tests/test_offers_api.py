@@ -217,3 +217,18 @@ def test_metrics_report_latency_cache_and_providers(client: Client, catalog: Non
     assert 'gpubroker_provider_circuit_state{provider="aws",state="open"} 1.0' in text
     assert 'gpubroker_provider_latency_seconds{provider="aws"} 0.12' in text
     assert "gpubroker_worker_lag_seconds" in text
+
+
+def test_metrics_report_each_consumer_groups_backlog(client: Client) -> None:
+    import redis
+
+    from tests.environment import TEST_REDIS_URL
+
+    r = redis.Redis.from_url(TEST_REDIS_URL)
+    r.delete("gpubroker.price-alerts")
+    r.xgroup_create("gpubroker.price-alerts", "fanout", id="0", mkstream=True)
+    r.xadd("gpubroker.price-alerts", {"data": b"{}"})
+    r.xadd("gpubroker.price-alerts", {"data": b"{}"})
+    text = client.get("/metrics").content.decode()
+    assert 'gpubroker_stream_backlog{group="fanout",stream="gpubroker.price-alerts"} 2.0' in text
+    r.delete("gpubroker.price-alerts")

@@ -71,6 +71,7 @@ class CatalogCollector(Collector):
         ("gpubroker_cache_hit_ratio", []), ("gpubroker_cache_reads", ["outcome"]),
         ("gpubroker_provider_circuit_state", ["provider", "state"]), ("gpubroker_provider_latency_seconds", ["provider"]),
         ("gpubroker_provider_healthy", ["provider"]), ("gpubroker_worker_lag_seconds", ["provider"]),
+        ("gpubroker_stream_backlog", ["stream", "group"]),
     )
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
@@ -115,6 +116,30 @@ class CatalogCollector(Collector):
         yield latency
         yield healthy
         yield lag
+        yield self._stream_backlog()
+
+    @staticmethod
+    def _stream_backlog() -> GaugeMetricFamily:
+        """Events each consumer group has not finished (unread + unacknowledged): the workers' lag."""
+        from django.conf import settings
+
+        from providers import events
+
+        backlog = GaugeMetricFamily("gpubroker_stream_backlog", "Events not yet processed, per stream and consumer group", labels=["stream", "group"])
+        if not settings.REDIS_URL:
+            return backlog  # the embedded worker's streams live in the server process, not here
+        import redis
+
+        try:
+            client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=0.25, socket_timeout=0.25)
+            for stream in (events.PRICE_UPDATES, events.PROVIDER_EVENTS, events.PRICE_ALERTS):
+                if not client.exists(stream):
+                    continue
+                for info in client.xinfo_groups(stream):
+                    backlog.add_metric([stream, info["name"].decode()], float((info.get("lag") or 0) + (info.get("pending") or 0)))
+        except redis.RedisError:
+            logger.warning("metrics: Redis unreachable, stream backlog not reported")
+        return backlog
 
 
 _collector = CatalogCollector()
