@@ -64,6 +64,7 @@ wrk:
 	fi
 
 bench: install wrk
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pip install --quiet --no-build-isolation -e ".[test,bench]"
 	$(BIN)/python -m bench
 
 clean:

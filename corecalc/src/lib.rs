@@ -266,7 +266,8 @@ impl PySlidingWindow {
 #[pymethods]
 impl PySlidingWindow {
     #[new]
-    #[pyo3(signature = (limit, window_seconds, *, max_keys=Int(65_536), log_limit=Int(64)))]
+    #[pyo3(signature = (limit, window_seconds, *, max_keys=Int(65_536), log_limit=Int(64)),
+           text_signature = "(limit, window_seconds, *, max_keys=65536, log_limit=64)")]
     fn new(limit: Int, window_seconds: f64, max_keys: Int, log_limit: Int) -> PyResult<Self> {
         let inner = window::SlidingWindow::new(limit.0, window_seconds, max_keys.0, log_limit.0)?;
         Ok(PySlidingWindow { inner: Mutex::new(inner) })
@@ -318,7 +319,7 @@ impl PySlidingWindow {
 
 /// Percent change against the value `periods` back; NaN for the first `periods`.
 #[pyfunction]
-#[pyo3(signature = (values, periods=Int(1)))]
+#[pyo3(signature = (values, periods=Int(1)), text_signature = "(values, periods=1)")]
 fn pct_change(py: Python<'_>, values: &Bound<'_, PyAny>, periods: Int) -> PyResult<Float64Array> {
     let values = extract_floats(values, "values")?;
     let slice = values.slice();
@@ -327,7 +328,7 @@ fn pct_change(py: Python<'_>, values: &Bound<'_, PyAny>, periods: Int) -> PyResu
 
 /// Rolling mean, standard deviation and z-score over `window` values.
 #[pyfunction]
-#[pyo3(signature = (values, window, ddof=Int(1)))]
+#[pyo3(signature = (values, window, ddof=Int(1)), text_signature = "(values, window, ddof=1)")]
 fn rolling_stats(
     py: Python<'_>,
     values: &Bound<'_, PyAny>,

@@ -26,15 +26,19 @@ pub struct Rolling {
     pub zscore: Vec<f64>,
 }
 
-/// Mean and sum of squared deviations of `values`, two-pass.
-fn exact_moments(values: &[f64]) -> (f64, f64) {
+/// Mean and sum of squared deviations of `values`, two-pass, and zero rounding-error bounds to
+/// restart the sliding updates from.
+fn exact_moments(values: &[f64]) -> (f64, f64, f64, f64) {
     let mean = values.iter().sum::<f64>() / values.len() as f64;
-    (mean, values.iter().map(|x| (x - mean) * (x - mean)).sum())
+    (mean, values.iter().map(|x| (x - mean) * (x - mean)).sum(), 0.0, 0.0)
 }
 
 /// Welford's update, sliding: each step adds the new value and removes the one leaving the
-/// window in one update. Rounding drift is bounded by recomputing both moments exactly (two-pass)
-/// every `window` steps, amortised O(1); a window whose values are all equal is reported exactly
+/// window in one update. Rounding drift is bounded: both moments are recomputed exactly (two-pass)
+/// every `window` steps (amortised O(1)) and whenever a running bound on the rounding error of
+/// the updates since then exceeds 1e-11 of the moment it affects, e.g. when a spike leaves the
+/// window and its removal cancels most digits (O(window) each time, so a series made only of
+/// such steps costs O(n·window)). A window whose values are all equal is reported exactly
 /// (mean = the value, std = 0), as flat price series are common.
 pub fn rolling(values: &[f64], window: i64, ddof: i64) -> Result<Rolling, CalcError> {
     let w = check("window", window as f64, window >= 1, "an integer >= 1")? as usize;
@@ -43,6 +47,8 @@ pub fn rolling(values: &[f64], window: i64, ddof: i64) -> Result<Rolling, CalcEr
     let n = values.len();
     let mut out = Rolling { mean: vec![f64::NAN; n], std: vec![f64::NAN; n], zscore: vec![f64::NAN; n] };
     let (mut mean, mut m2) = (0.0f64, 0.0f64);
+    // Upper bounds on the absolute rounding error of `mean` and `m2` since the last exact pass.
+    let (mut mean_error, mut m2_error) = (0.0f64, 0.0f64);
     let mut run = 0usize; // how many equal values end at i
     for (i, &x) in values.iter().enumerate() {
         run = if i > 0 && values[i - 1] == x { run + 1 } else { 1 };
@@ -51,12 +57,18 @@ pub fn rolling(values: &[f64], window: i64, ddof: i64) -> Result<Rolling, CalcEr
             mean += d / (i + 1) as f64;
             m2 += d * (x - mean);
         } else if (i + 1) % w == 0 {
-            (mean, m2) = exact_moments(&values[i + 1 - w..=i]);
+            (mean, m2, mean_error, m2_error) = exact_moments(&values[i + 1 - w..=i]);
         } else {
             let old = values[i - w];
             let next = mean + (x - old) / w as f64;
-            m2 += (x - old) * ((x - next) + (old - mean));
+            let (step, back) = (x - old, old - mean);
+            m2 += step * ((x - next) + back);
+            mean_error += 2.0 * f64::EPSILON * (next.abs() + (step / w as f64).abs());
+            m2_error += 4.0 * f64::EPSILON * step.abs() * ((x - next).abs() + back.abs());
             mean = next;
+            if m2_error > 1e-11 * m2 || mean_error > 1e-11 * mean.abs() {
+                (mean, m2, mean_error, m2_error) = exact_moments(&values[i + 1 - w..=i]);
+            }
         }
         if i + 1 < w {
             continue;
@@ -187,7 +199,7 @@ mod tests {
                     assert!(r.mean[i].is_nan() && r.std[i].is_nan() && r.zscore[i].is_nan());
                     continue;
                 }
-                let (mean, m2) = exact_moments(&values[i + 1 - w as usize..=i]);
+                let (mean, m2, ..) = exact_moments(&values[i + 1 - w as usize..=i]);
                 let std = (m2 / (w - ddof) as f64).sqrt();
                 assert!(close(r.mean[i], mean), "w={w} i={i}");
                 assert!((r.std[i] - std).abs() <= 1e-9 * std.max(1e-300) + 1e-12, "w={w} i={i}: {} vs {std}", r.std[i]);

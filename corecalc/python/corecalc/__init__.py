@@ -1,47 +1,9 @@
 """GPUBROKER's hot maths, implemented in Rust (see ``corecalc/src``).
 
-The compiled module is ``corecalc._corecalc``; this package re-exports its public names so callers
-write ``import corecalc`` and type checkers read ``_corecalc.pyi``.
+The compiled module is ``corecalc._corecalc``; this package re-exports its public names (the
+module's ``__all__``, listed once in ``_corecalc.pyi``) so callers write ``import corecalc`` and
+type checkers read the stub.
 """
 
-from corecalc._corecalc import (
-    CoreCalcError,
-    Float64Array,
-    Int64Array,
-    SlidingWindow,
-    __version__,
-    jittered_ttl,
-    minute_aggregates,
-    pareto_front,
-    pct_change,
-    rank,
-    refresh_probability,
-    rolling_stats,
-    seed,
-    should_refresh,
-    stored_expiry,
-    topsis,
-    weighted_sum,
-    window_decide,
-)
-
-__all__ = [
-    "CoreCalcError",
-    "Float64Array",
-    "Int64Array",
-    "SlidingWindow",
-    "__version__",
-    "jittered_ttl",
-    "minute_aggregates",
-    "pareto_front",
-    "pct_change",
-    "rank",
-    "refresh_probability",
-    "rolling_stats",
-    "seed",
-    "should_refresh",
-    "stored_expiry",
-    "topsis",
-    "weighted_sum",
-    "window_decide",
-]
+from corecalc._corecalc import *  # noqa: F403 (the public API is exactly the module's __all__)
+from corecalc._corecalc import __all__ as __all__
