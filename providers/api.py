@@ -24,7 +24,6 @@ from providers.cache import PRICE_TTL, STATIC_TTL, shared_cache
 from providers.groups import BadSubscription, group_for
 from providers.models import PriceAggregate, PriceSample, Provider
 from providers.query import (
-    CRITERIA,
     QueryError,
     criteria_matrix,
     decode_cursor,
@@ -116,7 +115,7 @@ def decide(request: HttpRequest, body: DecideBody) -> HttpResponse:
             chosen = sorted((items[i] for i in front), key=lambda i: (i["price_per_hour"], i["id"]))[: body.top_k]
         else:
             order, scores = calc.rank(body.method, matrix, [c.weight for c in body.criteria], benefit, body.top_k) if items else ([], [])
-            chosen = [{**items[i], "score": round(float(s), 6), "rank": n} for n, (i, s) in enumerate(zip(order, scores), start=1)]
+            chosen = [{**items[i], "score": round(float(s), 6), "rank": n} for n, (i, s) in enumerate(zip(order, scores, strict=True), start=1)]
         criteria = [{"name": c.name, "weight": c.weight, "direction": "maximize" if c.benefit else "minimize"} for c in body.criteria]
         return orjson.dumps({"method": body.method, "criteria": criteria, "items": chosen, "considered": len(items), "stale_since": staleness()})
 
@@ -220,4 +219,4 @@ def price_history(request: HttpRequest, params: Query[HistoryParams]) -> HttpRes
     return _json(shared_cache().get(key, PRICE_TTL if until > timezone.now() - timedelta(minutes=2) else STATIC_TTL, build))
 
 
-__all__ = ["router", "analytics", "CRITERIA"]
+__all__ = ["router", "analytics"]

@@ -11,7 +11,7 @@ from typing import Literal
 from ninja import Field, Schema
 from pydantic import field_validator, model_validator
 
-from providers.query import CRITERIA, DEFAULT_LIMIT, MAX_LIMIT, SORTS, OfferQuery, QueryError, parse_weights
+from providers.query import CRITERIA, DEFAULT_LIMIT, MAX_LIMIT, SORTS, OfferQuery, parse_weights
 
 AvailabilityName = Literal["available", "limited", "unavailable"]
 SortName = Literal["price", "price_per_gpu", "performance", "value", "topsis"]
@@ -192,5 +192,3 @@ class ErrorOut(Schema):
     error: str
     errors: list[ErrorItem] = []
 
-
-__all__ = ["QueryError"]

@@ -9,7 +9,6 @@ from decimal import Decimal
 
 import httpx
 import pytest
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.core.management import call_command
 from django.utils import timezone
