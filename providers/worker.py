@@ -81,7 +81,8 @@ class RedisLeases:
 # ----- adapters -----
 
 def build_adapters(mode: str, client: httpx.AsyncClient, provider_slugs: list[str], *, sandbox_cloud: Any = None,
-                   credentials: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, ProviderAdapter]:
+                   credentials: Mapping[str, Mapping[str, str]] | None = None,
+                   api_bases: Mapping[str, str] | None = None) -> dict[str, ProviderAdapter]:
     """The adapter of each active provider: the sandbox market in sandbox mode, else the real API."""
     from providers.adapters import REGISTRY, adapter_class
 
@@ -95,7 +96,7 @@ def build_adapters(mode: str, client: httpx.AsyncClient, provider_slugs: list[st
         return adapters
     for slug in provider_slugs:
         if slug in REGISTRY and slug != "sandbox":
-            adapters[slug] = adapter_class(slug)(client, (credentials or {}).get(slug))
+            adapters[slug] = adapter_class(slug)(client, (credentials or {}).get(slug), (api_bases or {}).get(slug) or None)
     return adapters
 
 
@@ -402,10 +403,17 @@ async def fan_out_price_changes(event_id: str, payload: dict[str, Any]) -> None:
 async def build_worker(*, redis_url: str | None, mode: str, settings: WorkerSettings, client: httpx.AsyncClient,
                        sandbox_cloud: Any = None, name: str | None = None) -> Worker:
     """A worker for this deployment: Redis streams and leases when there is Redis, else memory."""
-    limits = await database_sync_to_async(lambda: dict(Provider.objects.filter(active=True).values_list("slug", "rate_limit_per_minute")))()
+    rows = await database_sync_to_async(lambda: list(Provider.objects.filter(active=True).values_list("slug", "rate_limit_per_minute", "api_base")))()
+    limits = {slug: limit for slug, limit, _ in rows}
     if mode == "sandbox" and sandbox_cloud is None:
         sandbox_cloud = await asyncio.to_thread(default_sandbox_cloud, redis_url)
-    adapters = build_adapters(mode, client, sorted(limits), sandbox_cloud=sandbox_cloud)
+    from django.conf import settings as django_settings
+
+    # Live credentials per provider slug come from settings (filled from the environment by the
+    # adapters' configuration); never from here, never logged.
+    credentials = getattr(django_settings, "PROVIDER_CREDENTIALS", {})
+    adapters = build_adapters(mode, client, sorted(limits), sandbox_cloud=sandbox_cloud, credentials=credentials,
+                              api_bases={slug: base for slug, _, base in rows if base})
     engine = AggregationEngine(adapters, rate_limits=limits)
     name = name or worker_id()
     if redis_url:
