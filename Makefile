@@ -13,7 +13,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/1
 export TEST_DATABASE_URL TEST_REDIS_URL
 
-.PHONY: help install run test test-rust test-python test-e2e bench chromium clean
+.PHONY: help install run test test-rust test-python test-e2e bench chromium wrk clean
 
 help:
 	@echo "make run    build, migrate, load the sandbox catalog and serve http://127.0.0.1:8000"
@@ -55,7 +55,15 @@ chromium:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	fi
 
-bench: install
+# wrk drives the HTTP benchmark (bench/bench_http.py).
+wrk:
+	@if ! command -v wrk >/dev/null; then \
+		if [ "$$(id -u)" != 0 ]; then echo "wrk is missing: run 'apt-get install -y wrk' as root" >&2; exit 1; fi; \
+		echo "Installing wrk..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
+	fi
+
+bench: install wrk
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pip install --quiet --no-build-isolation -e ".[test,bench]"
 	$(BIN)/python -m bench
 

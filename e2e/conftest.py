@@ -1,4 +1,4 @@
-"""Playwright journeys against the real stack: daphne serving the app on PostgreSQL + Redis, in
+"""Playwright journeys against the real stack: the production ASGI server (web.serving) serving the app on PostgreSQL + Redis, in
 Debian's Chromium. The server runs as a subprocess (the ASGI path, websockets included); this
 process shares its database and Redis, so a test can change data and watch the page react.
 """
@@ -89,7 +89,7 @@ def _manage(*args: str) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    return [f"journeys: daphne on PostgreSQL {E2E_DATABASE_URL} and Redis {E2E_REDIS_URL}, browser {CHROMIUM}"]
+    return [f"journeys: uvicorn on PostgreSQL {E2E_DATABASE_URL} and Redis {E2E_REDIS_URL}, browser {CHROMIUM}"]
 
 
 @pytest.fixture(scope="session")
@@ -109,10 +109,12 @@ def server_url() -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     ARTIFACTS.mkdir(exist_ok=True)
     services = sandbox_services(ROOT, ARTIFACTS, port)
-    services_env = services.__enter__()  # mail sink + Stripe emulator, stopped after daphne
-    log = (ARTIFACTS / "daphne.log").open("w")
+    services_env = services.__enter__()  # mail sink + Stripe emulator, stopped after the server
+    log = (ARTIFACTS / "server.log").open("w")
+    from web.serving import uvicorn_command
+
     server = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "web.asgi:application"],
+        uvicorn_command("web.asgi:application", "127.0.0.1", port),  # the server `manage.py serve` runs
         cwd=ROOT,
         env={**os.environ, **services_env},
         stdout=log,
@@ -122,14 +124,14 @@ def server_url() -> Iterator[str]:
         deadline = time.monotonic() + 30
         while True:
             if server.poll() is not None:
-                pytest.exit(f"daphne exited with {server.returncode}; see {ARTIFACTS / 'daphne.log'}", returncode=3)
+                pytest.exit(f"the server exited with {server.returncode}; see {ARTIFACTS / 'server.log'}", returncode=3)
             try:
                 if httpx.get(f"{url}/health", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                pytest.exit(f"daphne did not become healthy at {url} within 30 s", returncode=3)
+                pytest.exit(f"the server did not become healthy at {url} within 30 s", returncode=3)
             time.sleep(0.2)
         yield url
     finally:

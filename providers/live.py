@@ -18,8 +18,7 @@ from django.core.cache import cache
 from django.template.loader import render_to_string
 
 from providers.catalog import BestOffer, best_offers, featured_gpu_types
-
-PRICE_UPDATES_GROUP = "price_updates"
+from providers.groups import PRICE_UPDATES as PRICE_UPDATES_GROUP
 LAST_SENT_TTL_SECONDS = 24 * 3600
 
 

@@ -8,12 +8,40 @@ from django.db import models
 from django.utils import timezone
 
 
+class HealthStatus(models.TextChoices):
+    UNKNOWN = "unknown", "Unknown"
+    HEALTHY = "healthy", "Healthy"
+    DEGRADED = "degraded", "Degraded"  # answers, but slowly (> 2 s) or with some failures
+    DOWN = "down", "Down"
+
+
+class CircuitState(models.TextChoices):
+    CLOSED = "closed", "Closed"
+    OPEN = "open", "Open"
+    HALF_OPEN = "half_open", "Half-open"
+
+
 class Provider(models.Model):
+    """A GPU cloud. `slug` is its name in the API and in channel groups; `name` is for people.
+
+    The health and circuit columns are written by the worker (the last word of whichever worker
+    refreshed it) so every web instance can show them without asking the worker.
+    """
+
     slug = models.SlugField(max_length=40, unique=True)
-    name = models.CharField(max_length=80)
+    name = models.CharField("display name", max_length=80)
+    api_base = models.URLField(blank=True, help_text="Overrides the adapter's default API base URL")
+    active = models.BooleanField(default=True, help_text="Inactive providers are neither refreshed nor listed")
+    health_status = models.CharField(max_length=10, choices=HealthStatus.choices, default=HealthStatus.UNKNOWN)
+    last_health_check = models.DateTimeField(null=True, blank=True)
+    health_latency_ms = models.FloatField(null=True, blank=True)
+    last_refresh_at = models.DateTimeField(null=True, blank=True, help_text="Last successful offer refresh")
+    rate_limit_per_minute = models.PositiveIntegerField(default=60, help_text="Calls per minute we allow ourselves")
+    circuit_state = models.CharField(max_length=10, choices=CircuitState.choices, default=CircuitState.CLOSED)
 
     class Meta:
         ordering = ["name"]
+        indexes = [models.Index(fields=["active", "health_status"])]
 
     def __str__(self) -> str:
         return self.name
@@ -62,7 +90,15 @@ class Offer(models.Model):
             models.CheckConstraint(condition=models.Q(price_per_hour__gt=0), name="offer_price_positive"),
             models.CheckConstraint(condition=models.Q(gpu_count__gt=0), name="offer_gpu_count_positive"),
         ]
-        indexes = [models.Index(fields=["gpu_type", "availability_status"])]
+        # One per API filter that narrows a lot on its own; price ranges ride on the composite.
+        indexes = [
+            models.Index(fields=["gpu_type", "availability_status"]),
+            models.Index(fields=["gpu_type", "price_per_hour"]),
+            models.Index(fields=["price_per_hour", "id"]),
+            models.Index(fields=["region"]),
+            models.Index(fields=["gpu_memory_gb"]),
+            models.Index(fields=["provider", "availability_status"]),
+        ]
 
     def __str__(self) -> str:
         return f"{self.provider.slug}/{self.name} {self.region} ${self.price_per_hour}/h"
@@ -70,3 +106,57 @@ class Offer(models.Model):
     @property
     def price_per_gpu_hour(self) -> Decimal:
         return self.price_per_hour / self.gpu_count
+
+
+class PriceSample(models.Model):
+    """Append-only price history: one row each time an offer's price or availability changes.
+
+    The series is a step function, so sampling on change loses nothing while keeping the table to
+    what actually moved; `prune_price_history` deletes rows past the 30-day retention.
+    """
+
+    offer = models.ForeignKey(Offer, on_delete=models.CASCADE, related_name="samples")
+    gpu_type = models.CharField(max_length=60)  # copied so history queries by type need no join
+    price_per_hour = models.DecimalField(max_digits=10, decimal_places=4)
+    price_per_gpu_hour = models.DecimalField(max_digits=10, decimal_places=4)
+    availability_status = models.CharField(max_length=12, choices=Availability.choices)
+    sampled_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["sampled_at", "id"]
+        indexes = [
+            models.Index(fields=["offer", "sampled_at"]),
+            models.Index(fields=["gpu_type", "sampled_at"]),
+            models.Index(fields=["sampled_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"offer {self.offer_id} ${self.price_per_hour}/h at {self.sampled_at:%Y-%m-%d %H:%M:%S}"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if self.pk is not None:
+            raise ValueError("price samples are append-only")
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+
+class PriceAggregate(models.Model):
+    """One-minute statistics of a GPU type's price per GPU-hour across offers with capacity.
+
+    Recomputed from the offers (not accumulated from events), so processing an event twice
+    writes the same row: the at-least-once event path stays idempotent.
+    """
+
+    gpu_type = models.CharField(max_length=60)
+    minute = models.DateTimeField()
+    offers = models.PositiveIntegerField()
+    min_price = models.DecimalField(max_digits=10, decimal_places=4)
+    mean_price = models.DecimalField(max_digits=10, decimal_places=4)
+    max_price = models.DecimalField(max_digits=10, decimal_places=4)
+
+    class Meta:
+        ordering = ["minute", "gpu_type"]
+        constraints = [models.UniqueConstraint(fields=["gpu_type", "minute"], name="aggregate_one_per_type_minute")]
+        indexes = [models.Index(fields=["minute"])]
+
+    def __str__(self) -> str:
+        return f"{self.gpu_type} {self.minute:%H:%M} min ${self.min_price}"

@@ -47,3 +47,18 @@ def test_a_price_change_shows_on_the_next_load(client: Client, catalog: None) ->
 @pytest.mark.django_db
 def test_it_says_so_when_the_catalog_is_empty(client: Client) -> None:
     assert "No offers loaded yet" in client.get("/").content.decode()
+
+
+@pytest.mark.django_db
+def test_it_warns_that_prices_are_stale_when_every_provider_is_down(client, catalog: None) -> None:  # type: ignore[no-untyped-def]
+    from django.utils import timezone
+
+    from providers.models import Provider
+
+    assert b"stale since" not in client.get("/").content
+    last = timezone.now() - timezone.timedelta(minutes=12)
+    Provider.objects.update(health_status="down", last_refresh_at=last)
+    page = client.get("/").content.decode()
+    assert "prices are stale since" in page and last.isoformat() in page
+    browse = client.get("/browse/").content.decode()
+    assert "prices are stale since" in browse

@@ -22,13 +22,17 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from django.conf import settings  # noqa: E402
+
 from web.embedded import with_embedded_worker  # noqa: E402
+from web.fastpath import FastPath  # noqa: E402
 from web.routing import websocket_urlpatterns  # noqa: E402
 
 application = with_embedded_worker(
     ProtocolTypeRouter(
         {
-            "http": django_asgi_app,
+            # The hottest cached read skips Django's ASGI handler once Django has answered it (web.fastpath).
+            "http": FastPath(django_asgi_app) if settings.FASTPATH_ENABLED else django_asgi_app,
             "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
         }
     )

@@ -1,4 +1,4 @@
-"""Runs the sandbox market inside the server process when there is no Redis.
+"""Runs the worker (refreshes, health checks, events) inside the server process when there is no Redis.
 
 The in-memory channel layer only reaches websockets of its own process, so on the embedded
 default (no REDIS_URL) whatever changes prices must live in the server's event loop. With Redis,
@@ -25,11 +25,15 @@ def with_embedded_worker(app: Any) -> Any:
     async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
         # Daphne has no lifespan events: start on the first connection, in the server's loop.
         if not started and scope["type"] in ("http", "websocket"):
-            from providers.market import run_market
+            from providers.worker import WorkerSettings, run_worker
 
-            task = asyncio.get_running_loop().create_task(run_market(settings.MARKET_TICK_SECONDS))
+            stop = asyncio.Event()
+            worker_settings = WorkerSettings(sandbox_refresh_seconds=settings.SANDBOX_REFRESH_SECONDS)
+            task = asyncio.get_running_loop().create_task(
+                run_worker(stop, redis_url=None, mode=settings.GPUBROKER_MODE, settings=worker_settings)
+            )
             started.append(task)
-            logger.info("sandbox market running in the server process (no REDIS_URL)")
+            logger.info("worker running in the server process (no REDIS_URL)")
         await app(scope, receive, send)
 
     return application

@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "django_cotton.apps.SimpleAppConfig",
     "template_partials.apps.SimpleAppConfig",
     "channels",
+    "ninja",  # serves the API docs' assets locally instead of from a CDN
     "web",
     "providers",
     "allauth",
@@ -39,6 +40,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "web.metrics.LatencyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -111,10 +113,13 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "gpubroker"}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
-# Without Redis the in-memory channel layer cannot cross processes, so the sandbox market that
-# moves prices runs inside the server process; with Redis the `run_worker` process does it.
+# Without Redis the in-memory channel layer cannot cross processes, so the worker (provider
+# refreshes, health checks, events) runs inside the server process; with Redis `run_worker` does.
 EMBEDDED_WORKER = not REDIS_URL and CONFIG.mode != LIVE
-MARKET_TICK_SECONDS = float(os.environ.get("MARKET_TICK_SECONDS", "5"))
+# The ASGI fast path for repeated anonymous cached reads (web.fastpath); off only to measure without it.
+FASTPATH_ENABLED = os.environ.get("GPUBROKER_FASTPATH", "1").strip().lower() not in ("0", "false", "no", "off")
+# Seconds between refreshes of one sandbox provider (live providers: every 60 s).
+SANDBOX_REFRESH_SECONDS = float(os.environ.get("SANDBOX_REFRESH_SECONDS", "10"))
 
 # Provider adapters (providers/adapters/): credentials per provider from the environment, empty
 # when unset; live mode calls the real APIs with them. <SLUG>_API_BASE points an adapter at another

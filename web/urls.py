@@ -1,9 +1,10 @@
 from django.urls import include, path
 
 from billing import views as billing_views
+from web import metrics
 from web.accounts import activation_view
 from web.api import api
-from web.views import account, dashboard, health, public, sandbox
+from web.views import account, browse, dashboard, health, public, sandbox
 
 urlpatterns = [
     path("", public.landing, name="landing"),
@@ -20,4 +21,6 @@ urlpatterns = [
     path("api/v2/", api.urls),
     path("sandbox/mailbox/", sandbox.mailbox, name="sandbox_mailbox"),
     path("sandbox/mailbox/<str:message_id>/", sandbox.message, name="sandbox_message"),
+    path("metrics", metrics.metrics, name="metrics"),
+    path("browse/", browse.browse, name="browse"),
 ]

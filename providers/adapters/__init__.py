@@ -23,6 +23,8 @@ REGISTRY: dict[str, str] = {
     "runpod": "providers.adapters.runpod.RunPodAdapter",
     "tensordock": "providers.adapters.tensordock.TensorDockAdapter",
     "vast": "providers.adapters.vast.VastAdapter",
+    # Serves every provider of the price snapshot in SANDBOX mode (one instance per provider).
+    "sandbox": "providers.adapters.sandbox.SandboxAdapter",
 }
 
 

@@ -32,6 +32,7 @@
   }
   document.addEventListener("DOMContentLoaded", refreshTimes);
   document.addEventListener("htmx:wsAfterMessage", refreshTimes);
+  document.addEventListener("htmx:afterSwap", refreshTimes);
   setInterval(refreshTimes, 15000);
 
   document.addEventListener("click", function (event) {

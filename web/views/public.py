@@ -6,6 +6,7 @@ from django.views.decorators.http import require_GET
 
 from providers.catalog import best_offers, featured_gpu_types
 from providers.models import Offer, Provider
+from providers.query import staleness
 
 
 @require_GET
@@ -15,6 +16,7 @@ def landing(request: HttpRequest) -> HttpResponse:
         "rows": rows,
         "providers": Provider.objects.all(),
         "offer_count": Offer.objects.count(),
+        "stale_since": staleness(),
     }
     template = "pages/landing.html#pricing-table" if request.htmx else "pages/landing.html"
     return render(request, template, context)

@@ -1,4 +1,4 @@
-"""The background worker: runs the sandbox market (and, as issues land, refreshes and health checks)."""
+"""The background worker: provider refreshes, health checks, events and pruning (see providers.worker)."""
 
 from __future__ import annotations
 
@@ -14,25 +14,29 @@ class Command(BaseCommand):
     help = "Run GPUBROKER's background worker until interrupted."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--tick", type=float, default=settings.MARKET_TICK_SECONDS, help="seconds between market moves")
+        parser.add_argument(
+            "--sandbox-refresh", type=float, default=settings.SANDBOX_REFRESH_SECONDS,
+            help="seconds between refreshes of one sandbox provider",
+        )
 
-    def handle(self, *args: Any, tick: float, **options: Any) -> None:
+    def handle(self, *args: Any, sandbox_refresh: float, **options: Any) -> None:
         if settings.EMBEDDED_WORKER:
             raise CommandError(
                 "REDIS_URL is not set: the server runs the worker in its own process (the in-memory "
                 "channel layer cannot reach it from here). Set REDIS_URL to run a separate worker."
             )
-        if settings.GPUBROKER_MODE != "sandbox":
-            raise CommandError("the sandbox market runs only in sandbox mode")
-        asyncio.run(self._run(tick))
+        if sandbox_refresh <= 0:
+            raise CommandError("--sandbox-refresh must be above zero")
+        asyncio.run(self._run(sandbox_refresh))
 
-    async def _run(self, tick: float) -> None:
-        from providers.market import run_market
+    async def _run(self, sandbox_refresh: float) -> None:
+        from providers.worker import WorkerSettings, run_worker
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        self.stdout.write(f"worker: sandbox market moving every {tick:g}s (Ctrl-C to stop)")
-        await run_market(tick, stop=stop)
+        self.stdout.write(f"worker: {settings.GPUBROKER_MODE} providers (Ctrl-C to stop)")
+        await run_worker(stop, redis_url=settings.REDIS_URL, mode=settings.GPUBROKER_MODE,
+                         settings=WorkerSettings(sandbox_refresh_seconds=sandbox_refresh))
         self.stdout.write("worker: stopped")

@@ -1,9 +1,9 @@
-"""Serves the whole product for `make run`: daphne, plus the processes the mode needs.
+"""Serves the whole product for `make run`: the ASGI server (see web.serving), plus the processes the mode needs.
 
 In SANDBOX it also starts the mail sink (where EMAIL_URL points, if local) and the Stripe emulator
 (at STRIPE_EMULATOR_URL, when no Stripe test key is set).
 
-Without REDIS_URL the worker runs inside daphne (see `web.embedded`); with it, a separate
+Without REDIS_URL the worker runs inside the server process (see `web.embedded`); with it, a separate
 `run_worker` process is started. Every child is stopped when this command stops, and if one of
 them dies the rest are stopped too, so a half-running product never sits there looking fine.
 """
@@ -22,12 +22,13 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from billing import gateway
+from web.serving import uvicorn_command
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
 class Command(BaseCommand):
-    help = "Serve GPUBROKER (daphne + worker) until interrupted."
+    help = "Serve GPUBROKER (ASGI server, worker, sandbox services) until interrupted."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
@@ -35,7 +36,7 @@ class Command(BaseCommand):
 
     def processes(self, host: str, port: int) -> dict[str, list[str]]:
         python = sys.executable
-        procs = {"web": [python, "-m", "daphne", "-b", host, "-p", str(port), "web.asgi:application"]}
+        procs = {"web": uvicorn_command("web.asgi:application", host, port)}
         if not settings.EMBEDDED_WORKER:
             procs["worker"] = [python, "manage.py", "run_worker"]
         procs.update(self.sandbox_processes(host, port))

@@ -1,0 +1,23 @@
+"""How GPUBROKER is served: one ASGI server process per core for HTTP and websockets alike.
+
+Measured on this 2-core machine (`make bench`, README "Deployment"): daphne's HTTP protocol costs
+more per request than the whole fast path, so the product runs under uvicorn (httptools parser,
+uvloop, the sans-I/O `websockets` protocol) with the same `web.asgi:application` — Channels consumers are
+plain ASGI and run unchanged. daphne stays installed for `runserver` and as a fallback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def uvicorn_command(app: str, host: str, port: int) -> list[str]:
+    return [
+        sys.executable, "-m", "uvicorn", app,
+        "--host", host, "--port", str(port),
+        "--http", "httptools", "--loop", "uvloop", "--ws", "websockets-sansio",
+        # Daphne-style start: the app starts its embedded worker on the first connection.
+        "--lifespan", "off",
+        "--no-access-log", "--log-level", "warning",
+        "--proxy-headers", "--forwarded-allow-ips", "127.0.0.1",
+    ]

@@ -1,0 +1,99 @@
+"""Browse GPUs: the whole catalog filtered, sorted and ranked with the visitor's own weights.
+
+The same prebuilt pages as `GET /api/v2/providers` (one cache, one query path); the form is a
+plain GET so links and the back button work without JavaScript, and htmx swaps only the results.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import orjson
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+from pydantic import ValidationError
+
+from providers.cache import shared_cache
+from providers.models import Offer, Provider
+from providers.query import CRITERIA, QueryError, decode_cursor, first_page, next_page
+from providers.schemas import ListParams
+
+PAGE_SIZE = 25
+WEIGHT_CRITERIA = ("price", "performance", "availability", "reliability")
+DEFAULT_SLIDERS = {"price": 5, "performance": 2, "availability": 2, "reliability": 1}
+SORT_CHOICES = [
+    ("topsis", "Best match (your weights)"),
+    ("price", "Lowest price"),
+    ("price_per_gpu", "Lowest price per GPU"),
+    ("performance", "Most compute"),
+    ("value", "Most compute per dollar"),
+]
+
+
+def _sliders(request: HttpRequest) -> tuple[dict[str, int], list[str]]:
+    values, errors = {}, []
+    for name in WEIGHT_CRITERIA:
+        raw = request.GET.get(f"w_{name}", "")
+        try:
+            value = int(raw) if raw != "" else DEFAULT_SLIDERS[name]
+            if not 0 <= value <= 10:
+                raise ValueError
+        except ValueError:
+            errors.append(f"{name} weight must be a whole number from 0 to 10")
+            value = DEFAULT_SLIDERS[name]
+        values[name] = value
+    if not any(values.values()):
+        errors.append("give at least one criterion a weight above zero")
+        values = dict(DEFAULT_SLIDERS)
+    return values, errors
+
+
+@require_GET
+def browse(request: HttpRequest) -> HttpResponse:
+    sliders, errors = _sliders(request)
+    params: dict[str, object] = {
+        key: request.GET.getlist(key) for key in ("gpu_type", "region", "availability", "provider") if request.GET.get(key)
+    }
+    for key in ("max_price", "min_gpu_memory", "gpu_count", "cursor"):
+        if request.GET.get(key):
+            params[key] = request.GET[key]
+    params["sort"] = request.GET.get("sort") or "topsis"
+    params["weights"] = ",".join(f"{name}:{value}" for name, value in sliders.items() if value)
+    params["limit"] = PAGE_SIZE
+    page: dict[str, object] = {"items": [], "next_cursor": None, "total": 0, "stale_since": None}
+    try:
+        validated = ListParams(**params)
+        query = validated.query()
+        cache = shared_cache()
+        if validated.cursor:
+            body = next_page(cache, query, PAGE_SIZE, decode_cursor(validated.cursor))
+        else:
+            body = first_page(cache, query, PAGE_SIZE)
+        page = orjson.loads(body)
+        for item in page["items"]:  # the template shows ages, as the landing table does
+            item["last_updated"] = datetime.fromisoformat(item["last_updated"])
+    except ValidationError as exc:
+        errors += [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+    except QueryError as exc:
+        errors.append(f"{exc.field}: {exc.reason}")
+
+    next_query = request.GET.copy()
+    if page.get("next_cursor"):
+        next_query["cursor"] = page["next_cursor"]
+    context = {
+        "page": page,
+        "errors": errors,
+        "sliders": [(name, sliders[name]) for name in WEIGHT_CRITERIA],
+        "sort_choices": SORT_CHOICES,
+        "sort": params["sort"],
+        "selected": {k: request.GET.get(k, "") for k in ("gpu_type", "region", "availability", "provider", "max_price", "min_gpu_memory", "gpu_count")},
+        "gpu_types": Offer.objects.order_by("gpu_type").values_list("gpu_type", flat=True).distinct(),
+        "providers": Provider.objects.filter(active=True),
+        "next_url": f"?{next_query.urlencode()}" if page.get("next_cursor") else "",
+        "criteria": CRITERIA,
+    }
+    template = "pages/browse.html#results" if request.htmx else "pages/browse.html"
+    response = render(request, template, context, status=422 if errors else 200)
+    response["Vary"] = "HX-Request"
+    return response
