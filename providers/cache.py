@@ -210,6 +210,11 @@ class TieredCache:
 
     def _compute_once(self, key: str, ttl: float, compute: Compute) -> CacheEntry:
         with self._lock:
+            # A computation may have finished between our miss and here: its entry is in L2
+            # before it leaves `_inflight`, so looking again under the lock closes that gap.
+            fresh = self._l2.get(key)
+            if fresh is not None and self.clock() < fresh.expires_at:
+                return fresh
             future = self._inflight.get(key)
             owner = future is None
             if owner:

@@ -14,6 +14,8 @@ from django.conf import settings
 
 from providers.adapters.base import ProviderAdapter
 
+# Live providers only: in SANDBOX mode every snapshot provider is served by
+# providers.adapters.sandbox.SandboxAdapter, which the worker builds itself.
 REGISTRY: dict[str, str] = {
     "aws": "providers.adapters.aws.AwsAdapter",
     "azure": "providers.adapters.azure.AzureAdapter",
@@ -23,8 +25,6 @@ REGISTRY: dict[str, str] = {
     "runpod": "providers.adapters.runpod.RunPodAdapter",
     "tensordock": "providers.adapters.tensordock.TensorDockAdapter",
     "vast": "providers.adapters.vast.VastAdapter",
-    # Serves every provider of the price snapshot in SANDBOX mode (one instance per provider).
-    "sandbox": "providers.adapters.sandbox.SandboxAdapter",
 }
 
 
