@@ -273,6 +273,16 @@ class TieredCache:
         return hits / total if total else 0.0
 
 
+def fail_fast_redis(url: str) -> Any:
+    """A redis-py client for the request path: short timeouts and no retries, so a down Redis
+    costs a request a moment, then nothing while the caller skips it (see REDIS_RETRY_AFTER)."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return redis.Redis.from_url(url, socket_connect_timeout=0.25, socket_timeout=0.25, retry=Retry(NoBackoff(), 0))
+
+
 _shared: TieredCache | None = None
 _shared_lock = threading.Lock()
 
@@ -284,18 +294,7 @@ def shared_cache() -> TieredCache:
         if _shared is None:
             from django.conf import settings
 
-            client = None
-            if settings.REDIS_URL:
-                import redis
-                from redis.backoff import NoBackoff
-                from redis.retry import Retry
-
-                # Short timeouts and no retries: a down Redis must cost a request a millisecond,
-                # then nothing while L1 is skipped (see REDIS_RETRY_AFTER).
-                client = redis.Redis.from_url(
-                    settings.REDIS_URL, socket_connect_timeout=0.25, socket_timeout=0.25, retry=Retry(NoBackoff(), 0)
-                )
-            _shared = TieredCache(client)
+            _shared = TieredCache(fail_fast_redis(settings.REDIS_URL) if settings.REDIS_URL else None)
         return _shared
 
 

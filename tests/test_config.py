@@ -58,6 +58,13 @@ def test_it_accepts_a_complete_live_configuration(tmp_path: Path) -> None:
     config = load(LIVE_OK, tmp_path)
     assert config.is_live and not config.debug and config.secure_ssl_redirect
     assert config.email["EMAIL_USE_TLS"] is True
+    assert (config.rate_limit_enabled, config.rate_limit_multiplier) == (True, 1)
+
+
+def test_sandbox_relaxes_rate_limits_by_a_configurable_multiplier(tmp_path: Path) -> None:
+    assert load({}, tmp_path).rate_limit_multiplier == 10
+    assert load({"RATE_LIMIT_SANDBOX_MULTIPLIER": "3"}, tmp_path).rate_limit_multiplier == 3
+    assert load({"RATE_LIMIT_ENABLED": "off"}, tmp_path).rate_limit_enabled is False
 
 
 @pytest.mark.parametrize(
@@ -74,6 +81,9 @@ def test_it_accepts_a_complete_live_configuration(tmp_path: Path) -> None:
         ({"EMAIL_URL": "carrier-pigeon://coop"}, "EMAIL_URL", "malformed URL"),
         ({"DEBUG": "maybe"}, "DEBUG", "expected true or false"),
         ({"CSRF_TRUSTED_ORIGINS": "example.com"}, "CSRF_TRUSTED_ORIGINS", "must start with http"),
+        ({"RATE_LIMIT_SANDBOX_MULTIPLIER": "0"}, "RATE_LIMIT_SANDBOX_MULTIPLIER", "must be at least 1"),
+        ({"RATE_LIMIT_SANDBOX_MULTIPLIER": "lots"}, "RATE_LIMIT_SANDBOX_MULTIPLIER", "expected a whole number"),
+        ({"RATE_LIMIT_ENABLED": "sometimes"}, "RATE_LIMIT_ENABLED", "expected true or false"),
     ],
 )
 def test_it_rejects_a_bad_value_naming_the_variable(tmp_path: Path, env: dict[str, str], variable: str, reason: str) -> None:
@@ -95,6 +105,8 @@ def test_it_rejects_a_bad_value_naming_the_variable(tmp_path: Path, env: dict[st
         ({"ALLOWED_HOSTS": "*"}, "ALLOWED_HOSTS", "not allowed in live mode"),
         ({"EMAIL_URL": "smtp://mail.example.com:25"}, "EMAIL_URL", "over TLS only"),
         ({"EMAIL_URL": ""}, "EMAIL_URL", "required in live mode"),
+        ({"RATE_LIMIT_SANDBOX_MULTIPLIER": "10"}, "RATE_LIMIT_SANDBOX_MULTIPLIER", "enforces plan limits as sold"),
+        ({"RATE_LIMIT_ENABLED": "false"}, "RATE_LIMIT_ENABLED", "must be on in live mode"),
     ],
 )
 def test_live_mode_refuses_an_unsafe_configuration(tmp_path: Path, change: dict[str, str], variable: str, reason: str) -> None:

@@ -40,7 +40,8 @@ async def http(catalog: None) -> AsyncIterator[tuple[httpx.AsyncClient, list[str
 
 
 def comparable(response: httpx.Response) -> tuple[int, bytes, list[tuple[str, str]]]:
-    return response.status_code, response.content, sorted(response.headers.multi_items())
+    # The rate-limit count left differs by design between two requests of one client.
+    return response.status_code, response.content, sorted(i for i in response.headers.multi_items() if i[0] != "x-ratelimit-remaining")
 
 
 async def test_a_repeated_anonymous_read_skips_django_with_the_same_answer(http) -> None:  # type: ignore[no-untyped-def]

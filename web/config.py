@@ -27,6 +27,9 @@ TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
 # Where `make run` starts the sandbox mail sink.
 SANDBOX_EMAIL_URL = "smtp://127.0.0.1:1025"
+# Sandbox relaxes every plan's API rate by this factor so a person clicking around never meets a
+# 429; live enforces the plan limits as sold (product spec, "Modes").
+DEFAULT_SANDBOX_RATE_MULTIPLIER = 10
 
 
 class ConfigError(ImproperlyConfigured):
@@ -50,6 +53,8 @@ class Config:
     email: dict[str, Any]
     secure_ssl_redirect: bool
     base_url: str
+    rate_limit_enabled: bool = True
+    rate_limit_multiplier: int = 1  # applied to every plan's requests per second
 
     @property
     def is_live(self) -> bool:
@@ -170,6 +175,19 @@ def _email(env: Mapping[str, str], mode: str) -> dict[str, Any]:
     return config
 
 
+def _rate_limits(env: Mapping[str, str], mode: str) -> tuple[bool, int]:
+    """(enabled, multiplier): live is strict, so neither may be relaxed there."""
+    enabled = _flag(env, "RATE_LIMIT_ENABLED", default=True)
+    if mode == LIVE and not enabled:
+        raise ConfigError("RATE_LIMIT_ENABLED", "must be on in live mode (plan limits are enforced there)")
+    if mode == LIVE:
+        multiplier = env_int(env, "RATE_LIMIT_SANDBOX_MULTIPLIER", 1, minimum=1)
+        if multiplier != 1:
+            raise ConfigError("RATE_LIMIT_SANDBOX_MULTIPLIER", f"live mode enforces plan limits as sold; unset it or use 1, got {multiplier}")
+        return enabled, 1
+    return enabled, env_int(env, "RATE_LIMIT_SANDBOX_MULTIPLIER", DEFAULT_SANDBOX_RATE_MULTIPLIER, minimum=1)
+
+
 def load_config(env: Mapping[str, str], base_dir: Path) -> Config:
     """Builds the Config from `env`, raising ConfigError on the first bad value."""
     mode = _mode(env)
@@ -218,6 +236,7 @@ def load_config(env: Mapping[str, str], base_dir: Path) -> Config:
     if not base_url.startswith(("http://", "https://")):
         raise ConfigError("BASE_URL", f"{base_url!r} must start with http:// or https://")
 
+    rate_limit_enabled, rate_limit_multiplier = _rate_limits(env, mode)
     return Config(
         mode=mode,
         debug=debug,
@@ -229,4 +248,6 @@ def load_config(env: Mapping[str, str], base_dir: Path) -> Config:
         email=_email(env, mode),
         secure_ssl_redirect=_flag(env, "SECURE_SSL_REDIRECT", default=mode == LIVE),
         base_url=base_url,
+        rate_limit_enabled=rate_limit_enabled,
+        rate_limit_multiplier=rate_limit_multiplier,
     )

@@ -28,6 +28,7 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
 from providers.cache import shared_cache
+from web import ratelimit
 from web.metrics import REQUEST_LATENCY
 
 Scope = dict[str, Any]
@@ -40,6 +41,8 @@ MAX_TEMPLATES = 10_000
 PERSONAL_HEADERS = {b"authorization", b"x-api-key", b"proxy-authorization"}
 # Headers of a response that make it unfit to replay to someone else.
 UNREPLAYABLE = {b"set-cookie", b"www-authenticate"}
+# Per-client headers: never recorded, each replay adds the current client's own.
+PER_CLIENT = ratelimit.RATE_HEADERS
 
 
 class FastPath:
@@ -61,6 +64,13 @@ class FastPath:
         if route is None or not self._eligible(scope):
             await self.app(scope, receive, send)
             return
+        # The rate limit is per client, so it is counted here on every eligible request, cached
+        # answer or not; Django finds the decision in the scope and does not count it again.
+        decision = await ratelimit.check_scope(scope)
+        if decision is not None and not decision.allowed:
+            await self._refuse(decision, send)
+            return
+        rate_headers = decision.raw_headers() if decision is not None else []
         headers = self._templates.get(route)
         known = shared_cache().route(route)
         if headers is not None and known is not None:
@@ -72,11 +82,20 @@ class FastPath:
                 cache.stats.l2_hits += 1
                 cache.maybe_refresh_early(key, entry, ttl, compute, now)
                 body = entry.value
-                await send({"type": "http.response.start", "status": 200, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.start", "status": 200, "headers": [*headers, *rate_headers, (b"content-length", str(len(body)).encode())]})
                 await send({"type": "http.response.body", "body": body})
                 self._latency[FAST_PATHS[scope["path"]]].observe(time.perf_counter() - started)
                 return
         await self.app(scope, receive, self._recording(route, send))
+
+    @staticmethod
+    async def _refuse(decision: ratelimit.Decision, send: Send) -> None:
+        # The same 429 RateLimitMiddleware gives, built here without entering Django.
+        response = ratelimit.refused(decision)
+        headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.items()]
+        body = response.content
+        await send({"type": "http.response.start", "status": 429, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
 
     @staticmethod
     def _route(scope: Scope) -> str | None:
@@ -114,7 +133,7 @@ class FastPath:
         async def recording_send(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 state["status"] = message["status"]
-                state["headers"] = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"content-length"]
+                state["headers"] = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"content-length" and k.lower() not in PER_CLIENT]
             elif message["type"] == "http.response.body" and not message.get("more_body"):
                 names = {k.lower() for k, _ in state.get("headers", [])}
                 if state.get("status") == 200 and not names & UNREPLAYABLE and shared_cache().route(route) is not None:

@@ -42,6 +42,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "web.metrics.LatencyMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Before everything that does work: a request over its plan's rate costs one Redis round trip.
+    "web.ratelimit.RateLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -118,6 +120,9 @@ else:
 EMBEDDED_WORKER = not REDIS_URL and CONFIG.mode != LIVE
 # The ASGI fast path for repeated anonymous cached reads (web.fastpath); off only to measure without it.
 FASTPATH_ENABLED = os.environ.get("GPUBROKER_FASTPATH", "1").strip().lower() not in ("0", "false", "no", "off")
+# Plan-tier API rate limits (web.ratelimit): the multiplier relaxes every plan's rate in sandbox.
+RATE_LIMIT_ENABLED = CONFIG.rate_limit_enabled
+RATE_LIMIT_MULTIPLIER = CONFIG.rate_limit_multiplier
 # Seconds between refreshes of one sandbox provider (live providers: every 60 s).
 SANDBOX_REFRESH_SECONDS = float(os.environ.get("SANDBOX_REFRESH_SECONDS", "10"))
 

@@ -1,0 +1,283 @@
+"""Plan-tier API rate limits: per client, sliding, shared through Redis, with a fallback in process."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import uuid
+from importlib import import_module
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from django.core.asgi import get_asgi_application
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from billing.models import ApiKey, Plan, Subscription, SubscriptionStatus
+from providers.cache import TieredCache, reset_shared_cache
+from tests.accounts_and_billing import make_user
+from tests.environment import TEST_REDIS_URL
+from web.fastpath import FastPath
+from web.ratelimit import PlanLimits, RateLimiter, reset_shared_limiter
+
+HEALTH = "/api/v2/providers/health"
+START = 1_000_000.0  # a whole second: window boundaries are at whole multiples
+
+
+class Clock:
+    def __init__(self, now: float = START) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"test:rl:{uuid.uuid4().hex}:"
+
+
+@pytest.fixture
+def test_redis(prefix: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    yield client
+    for key in client.scan_iter(prefix + "*"):
+        client.delete(key)
+
+
+@pytest.fixture
+def limiter(test_redis: redis.Redis, clock: Clock, prefix: str, settings: Any) -> Iterator[RateLimiter]:
+    """The shared limiter on the test Redis with a frozen clock, plan rates as sold (multiplier 1)."""
+    settings.RATE_LIMIT_ENABLED = True
+    settings.RATE_LIMIT_MULTIPLIER = 1
+    shared = RateLimiter(test_redis, prefix=prefix, clock=clock)
+    reset_shared_limiter(shared)
+    yield shared
+    reset_shared_limiter(None)
+
+
+def dead_redis() -> redis.Redis:
+    """A client of a port nobody listens on: every command fails at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return redis.Redis(port=port, socket_connect_timeout=0.25, socket_timeout=0.25, retry=Retry(NoBackoff(), 0))
+
+
+def statuses(client: Client, n: int, **extra: str) -> list[int]:
+    return [client.get(HEALTH, **extra).status_code for _ in range(n)]
+
+
+def pro_key() -> str:
+    # A transactional test before this one may have emptied the tables the migration seeded.
+    for plan in import_module("billing.migrations.0002_seed_plans").PLANS:
+        Plan.objects.get_or_create(slug=plan["slug"], defaults=plan)
+    user = make_user("pro@example.com")
+    Subscription.objects.create(
+        user=user, plan=Plan.objects.get(slug="pro"), stripe_id="sub_pro", stripe_customer_id="cus_pro", status=SubscriptionStatus.ACTIVE
+    )
+    return ApiKey.issue(user, "load test")[1]
+
+
+# ----- Django (the middleware) -----
+
+
+@pytest.mark.django_db
+def test_anonymous_clients_get_429_with_retry_after_past_the_free_rate(limiter: RateLimiter) -> None:
+    client = Client()
+    answers = [client.get(HEALTH) for _ in range(10)]
+    assert [a.status_code for a in answers] == [200] * 10
+    assert [a["X-RateLimit-Remaining"] for a in answers] == [str(n) for n in range(9, -1, -1)]
+    assert {a["X-RateLimit-Limit"] for a in answers} == {"10"}
+    refused = client.get(HEALTH)
+    assert refused.status_code == 429
+    assert refused.json() == {"error": "rate limit exceeded", "errors": [{"field": "rate", "reason": "over 10 requests per second; retry in 2 s"}]}
+    # 1.1 s: into the next second, these 10 still weigh 10 until a tenth of it has passed.
+    assert refused["Retry-After"] == "2" and refused["X-RateLimit-Remaining"] == "0" and refused["X-RateLimit-Limit"] == "10"
+
+
+@pytest.mark.django_db
+def test_every_api_answer_carries_the_headers_and_other_pages_are_not_limited(limiter: RateLimiter) -> None:
+    client = Client()
+    invalid = client.get("/api/v2/analytics/price-history")
+    assert invalid.status_code == 422 and invalid["X-RateLimit-Remaining"] == "9"
+    unauthorized = client.get("/api/v2/account")
+    assert unauthorized.status_code == 401 and unauthorized["X-RateLimit-Remaining"] == "8"
+    assert "X-RateLimit-Limit" not in client.get("/health")
+    assert "X-RateLimit-Limit" not in client.get("/api/v2x")  # not under the prefix
+
+
+@pytest.mark.django_db
+def test_another_ip_is_not_affected(limiter: RateLimiter) -> None:
+    client = Client()
+    assert statuses(client, 11) == [200] * 10 + [429]
+    assert statuses(client, 10, REMOTE_ADDR="203.0.113.7") == [200] * 10
+    assert client.get(HEALTH).status_code == 429
+
+
+@pytest.mark.django_db
+def test_a_pro_users_api_key_gets_pros_rate_not_its_ip(limiter: RateLimiter) -> None:
+    raw = pro_key()
+    client = Client()
+    assert statuses(client, 11) == [200] * 10 + [429]  # the IP is spent
+    answers = [client.get(HEALTH, HTTP_X_API_KEY=raw) for _ in range(101)]
+    assert [a.status_code for a in answers] == [200] * 100 + [429]
+    assert answers[0]["X-RateLimit-Limit"] == "100" and answers[0]["X-RateLimit-Remaining"] == "99"
+
+
+@pytest.mark.django_db
+def test_an_invalid_key_counts_as_its_ip_at_the_free_rate(limiter: RateLimiter) -> None:
+    client = Client()
+    assert statuses(client, 11, HTTP_X_API_KEY="gpb_made_up") == [200] * 10 + [429]
+    assert client.get(HEALTH).status_code == 429
+
+
+@pytest.mark.django_db
+def test_sandbox_multiplies_the_rate_and_the_switch_turns_it_off(limiter: RateLimiter, settings: Any) -> None:
+    settings.RATE_LIMIT_MULTIPLIER = 3
+    client = Client()
+    assert statuses(client, 31) == [200] * 30 + [429]
+    settings.RATE_LIMIT_ENABLED = False
+    answer = client.get(HEALTH)
+    assert answer.status_code == 200 and "X-RateLimit-Limit" not in answer
+
+
+@pytest.mark.django_db
+def test_the_window_slides(limiter: RateLimiter, clock: Clock) -> None:
+    client = Client()
+    assert statuses(client, 11) == [200] * 10 + [429]
+    clock.now = START + 1.5  # the last window still weighs half: 5 of 10 are left, not a fresh 10
+    assert statuses(client, 6) == [200] * 5 + [429]
+    clock.now = START + 2.25  # the 5 of the last window weigh 3.75: 6 more fit
+    assert statuses(client, 7) == [200] * 6 + [429]
+
+
+@pytest.mark.django_db
+def test_retry_after_is_when_a_request_fits_again(limiter: RateLimiter, clock: Clock) -> None:
+    client = Client()
+    statuses(client, 10)
+    clock.now = START + 0.5
+    assert client.get(HEALTH)["Retry-After"] == "1"  # 0.6 s, rounded up to whole seconds
+    clock.now = START + 1.05
+    assert client.get(HEALTH).status_code == 429
+    clock.now = START + 1.11  # the 10 now weigh 8.9
+    assert client.get(HEALTH).status_code == 200
+
+
+@pytest.mark.django_db
+def test_refused_requests_are_not_counted(limiter: RateLimiter, clock: Clock) -> None:
+    client = Client()
+    assert statuses(client, 50) == [200] * 10 + [429] * 40  # a client hammering past its rate...
+    clock.now = START + 2.0
+    assert statuses(client, 10) == [200] * 10  # ...is limited to its rate, not locked out
+
+
+@pytest.mark.django_db
+def test_redis_down_falls_back_to_limiting_in_process_without_errors(limiter: RateLimiter, clock: Clock) -> None:
+    fallback = RateLimiter(dead_redis(), clock=clock)
+    reset_shared_limiter(fallback)
+    client = Client()
+    assert statuses(client, 11) == [200] * 10 + [429]
+    assert statuses(client, 5, REMOTE_ADDR="203.0.113.7") == [200] * 5
+    assert fallback.redis_errors == 1  # then Redis is left alone for a few seconds, not retried per request
+
+
+def test_redis_unset_limits_in_process(clock: Clock) -> None:
+    local = RateLimiter(None, clock=clock)
+    assert [local.hit("ip:a", 3).allowed for _ in range(4)] == [True, True, True, False]
+    assert local.hit("ip:a", 3).retry_after == 1 and local.hit("ip:b", 3).allowed
+
+
+def test_instances_sharing_redis_share_the_count(test_redis: redis.Redis, prefix: str) -> None:
+    # Another process (another instance) spends 6 of the 10 in this second.
+    other = (
+        "import redis, sys; from web.ratelimit import RateLimiter; "
+        f"lim = RateLimiter(redis.Redis.from_url({TEST_REDIS_URL!r}), prefix={prefix!r}, clock=lambda: {START + 0.1}); "
+        "sys.exit(0 if all(lim.hit('ip:shared', 10).allowed for _ in range(6)) else 1)"
+    )
+    subprocess.run([sys.executable, "-c", other], check=True)
+    here = RateLimiter(test_redis, prefix=prefix, clock=Clock(START + 0.2))
+    assert [here.hit("ip:shared", 10).allowed for _ in range(5)] == [True] * 4 + [False]
+
+
+@pytest.mark.django_db
+def test_key_limits_are_cached_briefly_then_follow_plan_changes() -> None:
+    raw = pro_key()
+    clock = Clock()
+    limits = PlanLimits(clock=clock, ttl=30)
+    client_id, rps = limits.key(raw)
+    assert rps == 100 and client_id.startswith("u:")
+    with CaptureQueriesContext(connection) as queries:
+        assert limits.key(raw) == (client_id, 100) and limits.key("gpb_made_up") is None
+        assert limits.key("gpb_made_up") is None
+    assert len(queries) == 1  # the made-up key, once; the known one from memory
+    Subscription.objects.update(status=SubscriptionStatus.CANCELED)
+    assert limits.key(raw)[1] == 100
+    clock.now += 31
+    assert limits.key(raw)[1] == 10
+
+
+# ----- ASGI: the fast path and Django's async middleware -----
+
+
+@pytest.fixture
+async def asgi(catalog: None, limiter: RateLimiter) -> AsyncIterator[tuple[list[str], Any]]:
+    reset_shared_cache(TieredCache(None))
+    django_app = get_asgi_application()
+    reached: list[str] = []
+
+    async def counting(scope, receive, send):  # type: ignore[no-untyped-def]
+        reached.append(scope["path"])
+        await django_app(scope, receive, send)
+
+    def client(ip: str = "198.51.100.1") -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=FastPath(counting), client=(ip, 40000))
+        return httpx.AsyncClient(transport=transport, base_url="http://localhost")
+
+    yield reached, client
+    reset_shared_cache(None)
+
+
+URL = "/api/v2/providers?limit=2"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_fast_path_is_limited_per_client_and_counts_once(asgi: tuple[list[str], Any]) -> None:
+    reached, client = asgi
+    async with client() as http:
+        answers = [await http.get(URL) for _ in range(10)]
+        assert [a.status_code for a in answers] == [200] * 10
+        assert reached == ["/api/v2/providers"]  # answered from memory after the first
+        # Counted once per request, whether Django answered it or the fast path did.
+        assert [a.headers["x-ratelimit-remaining"] for a in answers] == [str(n) for n in range(9, -1, -1)]
+        refused = await http.get(URL)
+    assert refused.status_code == 429 and reached == ["/api/v2/providers"]
+    assert refused.json()["errors"] == [{"field": "rate", "reason": "over 10 requests per second; retry in 2 s"}]
+    assert refused.headers["retry-after"] == "2" and refused.headers["x-ratelimit-limit"] == "10"
+    async with client("198.51.100.2") as other:
+        fresh = await other.get(URL)
+    assert fresh.status_code == 200 and fresh.headers["x-ratelimit-remaining"] == "9"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_async_django_limits_api_keys_at_their_plan(asgi: tuple[list[str], Any]) -> None:
+    from asgiref.sync import sync_to_async
+
+    reached, client = asgi
+    raw = await sync_to_async(pro_key)()
+    async with client() as http:
+        answers = [await http.get(HEALTH, headers={"X-API-Key": raw}) for _ in range(101)]
+    assert [a.status_code for a in answers] == [200] * 100 + [429]
+    assert answers[0].headers["x-ratelimit-limit"] == "100" and len(reached) == 101
