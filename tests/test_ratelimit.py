@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import sys
@@ -281,3 +282,22 @@ async def test_async_django_limits_api_keys_at_their_plan(asgi: tuple[list[str],
         answers = [await http.get(HEALTH, headers={"X-API-Key": raw}) for _ in range(101)]
     assert [a.status_code for a in answers] == [200] * 100 + [429]
     assert answers[0].headers["x-ratelimit-limit"] == "100" and len(reached) == 101
+
+
+async def test_a_burst_on_the_event_loop_is_counted_in_one_batch_exactly(test_redis: redis.Redis, prefix: str, clock: Clock) -> None:
+    limiter = RateLimiter(test_redis, prefix=prefix, clock=clock)
+    decisions = await asyncio.gather(*(limiter.ahit("ip:10.0.0.9", 10) for _ in range(30)))
+    assert [d.allowed for d in decisions] == [True] * 10 + [False] * 20  # arrival order, as one by one
+    assert [d.remaining for d in decisions[:10]] == list(range(9, -1, -1))
+    # The refused twenty gave their counts back: Redis holds exactly the ten that went through.
+    assert int(test_redis.get(f"{prefix}ip:10.0.0.9:{int(clock() // 1)}")) == 10
+    # Another client in the same burst has its own count.
+    other = await asyncio.gather(limiter.ahit("ip:10.0.0.9", 10), limiter.ahit("ip:10.0.0.10", 10))
+    assert [d.allowed for d in other] == [False, True]
+
+
+async def test_the_event_loop_path_falls_back_in_process_when_redis_is_down(clock: Clock) -> None:
+    limiter = RateLimiter(dead_redis(), clock=clock)
+    decisions = await asyncio.gather(*(limiter.ahit("ip:10.0.0.11", 3) for _ in range(5)))
+    assert [d.allowed for d in decisions] == [True, True, True, False, False]
+    assert limiter.redis_errors == 1

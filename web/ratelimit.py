@@ -13,19 +13,26 @@ to its rate instead of being locked out for as long as it keeps trying. With Red
 the count falls back to an in-process `corecalc.SlidingWindow` per limit: still limited (per
 process), never an error for the caller.
 
+On the event loop (the fast path and async Django) requests are counted through `ahit`, which
+batches: every hit that arrives while a round trip is in flight joins the next one, so one
+pipelined round trip of redis.asyncio counts a whole burst (INCRBY per client) without ever
+blocking the loop. Decisions within a batch are made in arrival order, as if one by one.
+
 Applied twice without counting twice: `RateLimitMiddleware` in Django, and `web.fastpath` before it
 answers from memory; the fast path leaves its decision in the ASGI scope for the middleware.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import corecalc
@@ -100,6 +107,9 @@ class RateLimiter:
         self._local: dict[int, corecalc.SlidingWindow] = {}
         self._local_lock = threading.Lock()
         self.redis_errors = 0
+        # Per event loop: its asyncio Redis client and the hits waiting for the next round trip
+        # (asyncio connections belong to the loop that opened them).
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopBatch] = weakref.WeakKeyDictionary()
 
     def hit(self, client: str, limit: int) -> Decision:
         now = self.clock()
@@ -107,9 +117,7 @@ class RateLimiter:
             try:
                 return self._hit_redis(client, limit, now)
             except Exception as exc:  # redis-py raises RedisError and OSError subclasses alike
-                self.redis_errors += 1
-                self._redis_down_until = now + REDIS_RETRY_AFTER
-                logger.warning("Redis rate counters unreachable (%s); limiting in process for %.0fs", exc, REDIS_RETRY_AFTER)
+                self._redis_failed(exc, now)
         return self._hit_local(client, limit, now)
 
     def _hit_redis(self, client: str, limit: int, now: float) -> Decision:
@@ -130,6 +138,92 @@ class RateLimiter:
                 logger.debug("could not give back a refused request's count for %s", client)
         return _decision(allowed, remaining, retry_after * self.window, limit)
 
+    def _redis_failed(self, exc: BaseException, now: float) -> None:
+        self.redis_errors += 1
+        self._redis_down_until = now + REDIS_RETRY_AFTER
+        logger.warning("Redis rate counters unreachable (%s); limiting in process for %.0fs", exc, REDIS_RETRY_AFTER)
+
+    async def ahit(self, client: str, limit: int) -> Decision:
+        """`hit` for code on an event loop: batched with concurrent hits, never blocks the loop."""
+        now = self.clock()
+        batch = self._loop_batch() if self.redis is not None and now >= self._redis_down_until else None
+        if batch is None:
+            return self._hit_local(client, limit, now)
+        future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
+        batch.pending.append((client, limit, now, future))
+        if not batch.flushing:
+            batch.flushing = True
+            asyncio.get_running_loop().create_task(self._flush(batch))
+        return await future
+
+    def _loop_batch(self) -> _LoopBatch | None:
+        loop = asyncio.get_running_loop()
+        batch = self._loops.get(loop)
+        if batch is None:
+            kwargs = getattr(getattr(self.redis, "connection_pool", None), "connection_kwargs", None)
+            if kwargs is None:
+                return None  # not a redis-py client (a test double): the sync path serves it
+            import redis.asyncio
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+
+            # The sync client's address and timeouts; no retries, like the sync path (fail fast).
+            wanted = ("host", "port", "db", "username", "password", "socket_timeout", "socket_connect_timeout")
+            options = {name: kwargs[name] for name in wanted if kwargs.get(name) is not None}
+            batch = self._loops[loop] = _LoopBatch(redis.asyncio.Redis(**options, retry=Retry(NoBackoff(), 0)))
+        return batch
+
+    async def _flush(self, batch: _LoopBatch) -> None:
+        # Let the hits of this loop turn join the batch before the round trip starts.
+        await asyncio.sleep(0)
+        while batch.pending:
+            hits, batch.pending = batch.pending, []
+            try:
+                decisions = await self._decide_batch(batch.client, hits)
+            except Exception as exc:  # redis.asyncio raises RedisError and OSError subclasses alike
+                self._redis_failed(exc, hits[0][2])
+                decisions = [self._hit_local(client, limit, now) for client, limit, now, _ in hits]
+            for (_, _, _, future), decision in zip(hits, decisions, strict=True):
+                if not future.done():
+                    future.set_result(decision)
+        batch.flushing = False
+
+    async def _decide_batch(self, client_redis: Any, hits: list[tuple[str, int, float, Any]]) -> list[Decision]:
+        groups: dict[tuple[str, int], list[int]] = {}
+        for position, (client, _, now, _) in enumerate(hits):
+            groups.setdefault((client, int(now // self.window)), []).append(position)
+        pipe = client_redis.pipeline(transaction=False)
+        for (client, index), positions in groups.items():
+            current = f"{self.prefix}{client}:{index}"
+            pipe.incrby(current, len(positions))
+            pipe.expire(current, self._ttl)
+            pipe.get(f"{self.prefix}{client}:{index - 1}")
+        results = await pipe.execute()
+        decisions: list[Decision | None] = [None] * len(hits)
+        give_back: dict[str, int] = {}
+        for group_number, ((client, index), positions) in enumerate(groups.items()):
+            counted, _, previous = results[3 * group_number : 3 * group_number + 3]
+            before = int(counted) - len(positions)  # the count other requests had made
+            for position in positions:
+                _, limit, now, _ = hits[position]
+                elapsed = min(1.0, max(0.0, (now - index * self.window) / self.window))
+                allowed, remaining, retry_after = corecalc.window_decide(int(previous or 0), before, elapsed, limit, self.window)
+                if allowed:
+                    before += 1
+                else:
+                    key = f"{self.prefix}{client}:{index}"
+                    give_back[key] = give_back.get(key, 0) + 1
+                decisions[position] = _decision(allowed, remaining, retry_after * self.window, limit)
+        if give_back:
+            try:
+                back = client_redis.pipeline(transaction=False)
+                for key, count in give_back.items():
+                    back.decrby(key, count)
+                await back.execute()
+            except Exception:  # the count stays high for under two seconds: harmless
+                logger.debug("could not give back %d refused counts", sum(give_back.values()))
+        return [d for d in decisions if d is not None]
+
     def _hit_local(self, client: str, limit: int, now: float) -> Decision:
         window = self._local.get(limit)
         if window is None:
@@ -137,6 +231,13 @@ class RateLimiter:
                 window = self._local.setdefault(limit, corecalc.SlidingWindow(limit, self.window))
         allowed, remaining, retry_after = window.check(client, now)
         return _decision(allowed, remaining, retry_after, limit)
+
+
+@dataclass
+class _LoopBatch:
+    client: Any  # redis.asyncio.Redis bound to one event loop
+    pending: list[tuple[str, int, float, Any]] = field(default_factory=list)
+    flushing: bool = False
 
 
 class PlanLimits:
@@ -302,8 +403,7 @@ class RateLimitMiddleware(HybridMiddleware):
         decision = _counted(request)
         if decision is None:
             client = _known_client(request) or await sync_to_async(_client)(request)
-            # One pipelined round trip (~80 µs) inline: cheaper than a thread hop.
-            decision = shared_limiter().hit(client[0], client[1] * multiplier())
+            decision = await shared_limiter().ahit(client[0], client[1] * multiplier())
         if not decision.allowed:
             return refused(decision)
         return _finish(await self.get_response(request), decision)
@@ -323,7 +423,7 @@ async def check_scope(scope: dict[str, Any]) -> Decision | None:
     if rps is None:
         rps = await sync_to_async(_limits.free)()
     client = scope.get("client")
-    decision = shared_limiter().hit(f"ip:{client[0] if client else ''}", rps * multiplier())
+    decision = await shared_limiter().ahit(f"ip:{client[0] if client else ''}", rps * multiplier())
     scope[SCOPE_KEY] = decision
     return decision
 
