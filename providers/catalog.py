@@ -32,7 +32,8 @@ class BestOffer:
     availability_pct: int  # share of this type's offers with capacity (limited counts half)
     offer_count: int
     provider_count: int
-    last_updated: datetime
+    last_updated: datetime  # of the best offer's price: every price shows its own age
+    source: str  # where that price came from (PriceSource label: live API, cache, snapshot)
 
     @property
     def row_id(self) -> str:
@@ -53,7 +54,7 @@ def best_offer(offers: list[Offer]) -> Offer | None:
 def best_offers(gpu_types: Iterable[str] | None = None) -> list[BestOffer]:
     """One row per GPU type (all types, or the given ones), most widely offered first."""
     queryset = Offer.objects.select_related("provider").only(
-        "gpu_type", "price_per_hour", "gpu_count", "availability_status", "region", "last_updated",
+        "gpu_type", "price_per_hour", "gpu_count", "availability_status", "region", "last_updated", "source",
         "provider__name", "provider__slug",
     )
     if gpu_types is not None:
@@ -79,7 +80,8 @@ def best_offers(gpu_types: Iterable[str] | None = None) -> list[BestOffer]:
                 availability_pct=round(100 * capacity / len(offers)),
                 offer_count=len(offers),
                 provider_count=len({o.provider.slug for o in offers}),
-                last_updated=max(o.last_updated for o in offers),
+                last_updated=winner.last_updated,
+                source=winner.get_source_display(),
             )
         )
     rows.sort(key=lambda r: (-r.offer_count, r.gpu_type))

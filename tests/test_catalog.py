@@ -53,6 +53,8 @@ def test_a_row_summarises_its_gpu_type(acme: Provider) -> None:
     assert (h100.price_per_gpu_hour, h100.provider_name, h100.offer_count, h100.provider_count) == (Decimal("2.00"), "Acme Cloud", 3, 2)
     assert h100.availability_pct == 50  # (1 + 0.5 + 0) / 3
     assert h100.row_id == "gpu-row-h100-80gb"
+    winner = Offer.objects.get(name="a")
+    assert (h100.last_updated, h100.source) == (winner.last_updated, "Snapshot")  # the shown price's own age
     assert list(rows) == ["H100 80GB", "T4 16GB"]  # most offers first
     assert [r.gpu_type for r in best_offers(["T4 16GB"])] == ["T4 16GB"]
 
