@@ -71,7 +71,10 @@ def current_quotes(provider: Provider) -> dict[tuple[str, str, str], tuple[Decim
 
 
 @transaction.atomic
-def apply_offers(provider: Provider, offers: list[OfferData], now: datetime | None = None) -> IngestResult:
+def apply_offers(
+    provider: Provider, offers: list[OfferData], now: datetime | None = None, source: str = PriceSource.LIVE_API
+) -> IngestResult:
+    """Stores a provider's fetched offers; `source` labels their prices (the sandbox market says so)."""
     now = now or timezone.now()
     existing = {(o.name, o.region): o for o in Offer.objects.select_for_update().filter(provider=provider)}
     changes: list[OfferChange] = []
@@ -93,7 +96,7 @@ def apply_offers(provider: Provider, offers: list[OfferData], now: datetime | No
                     vcpus=data.vcpus, ram_gb=data.ram_gb, storage_gb=data.storage_gb, currency=data.currency,
                     price_per_hour=data.price_per_hour, spot_price=data.spot_price, list_price=data.price_per_hour,
                     availability_status=data.availability_status, compliance_tags=list(data.compliance_tags),
-                    source=PriceSource.LIVE_API, last_updated=now,
+                    source=source, last_updated=now,
                 )
             )
             continue
@@ -113,7 +116,7 @@ def apply_offers(provider: Provider, offers: list[OfferData], now: datetime | No
         offer.spot_price = data.spot_price
         offer.availability_status = data.availability_status
         offer.compliance_tags = list(data.compliance_tags)
-        offer.source = PriceSource.LIVE_API
+        offer.source = source
         offer.last_updated = now
         to_update.append(offer)
         if old_price != offer.price_per_hour or old_availability != offer.availability_status:
@@ -141,7 +144,7 @@ def apply_offers(provider: Provider, offers: list[OfferData], now: datetime | No
         )
     # Everything else was listed unchanged: confirmed at its price as of now.
     written = [o.pk for o in to_update] + [o.pk for o in to_create]
-    confirmed = Offer.objects.filter(provider=provider).exclude(pk__in=written).update(last_updated=now, source=PriceSource.LIVE_API)
+    confirmed = Offer.objects.filter(provider=provider).exclude(pk__in=written).update(last_updated=now, source=source)
     changed_ids = {c.offer_id for c in changes}
     samples = [_sample(o, now) for o in [*to_update, *to_create] if o.pk in changed_ids]
     PriceSample.objects.bulk_create(samples, batch_size=500)

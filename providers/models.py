@@ -55,6 +55,7 @@ class Availability(models.TextChoices):
 
 class PriceSource(models.TextChoices):
     LIVE_API = "live_api", "Live API"
+    SANDBOX = "sandbox", "Sandbox market"  # the simulated market on the snapshot, never a real quote
     CACHE = "cache", "Cache"
     SNAPSHOT = "snapshot", "Snapshot"
 

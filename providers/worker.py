@@ -41,7 +41,7 @@ from providers.calc import minute_aggregates, zscore
 from providers.groups import AVAILABILITY, HEALTH_STATUS, PRICE_UPDATES, gpu_group, provider_group, region_group
 from providers.ingest import IngestResult, apply_offers, current_quotes
 from providers.live import apublish_price_rows
-from providers.models import Availability, CircuitState, HealthStatus, Offer, PriceAggregate, PriceSample, Provider
+from providers.models import Availability, CircuitState, HealthStatus, Offer, PriceAggregate, PriceSample, PriceSource, Provider
 
 logger = logging.getLogger("gpubroker.worker")
 
@@ -306,7 +306,8 @@ class Worker:
         await self._record_circuit(provider, before, outcome)
         if not outcome.ok:
             return None
-        result = await database_sync_to_async(apply_offers)(provider, outcome.offers)
+        source = PriceSource.SANDBOX if self.mode == "sandbox" else PriceSource.LIVE_API
+        result = await database_sync_to_async(apply_offers)(provider, outcome.offers, source=source)
         self._own_refresh[slug] = result.at
         await self.publish_changes(result)
         return result

@@ -36,7 +36,7 @@ async def test_a_refresh_stores_changes_history_and_publishes_them(catalog: None
     assert result is not None and result.changes
     changed = result.changes[0]
     offer = await Offer.objects.aget(pk=changed.offer_id)
-    assert offer.price_per_hour == Decimal(str(changed.new_price)) and offer.source == "live_api"
+    assert offer.price_per_hour == Decimal(str(changed.new_price)) and offer.source == "sandbox"  # simulated, and labelled so
     assert await PriceSample.objects.filter(offer_id=changed.offer_id).acount() == 1
     provider = await Provider.objects.aget(slug="lambda")
     assert provider.last_refresh_at == result.at
