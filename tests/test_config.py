@@ -116,6 +116,16 @@ def test_live_mode_refuses_an_unsafe_configuration(tmp_path: Path, change: dict[
     assert reason in str(error)
 
 
+@pytest.mark.parametrize(("raw", "reason"), [("soon", "expected a number of seconds"), ("0", "must be a positive"), ("inf", "must be a positive")])
+def test_a_bad_number_of_seconds_names_the_variable(raw: str, reason: str) -> None:
+    from web.config import env_seconds
+
+    with pytest.raises(ConfigError, match=f"^SANDBOX_REFRESH_SECONDS: {reason}"):
+        env_seconds({"SANDBOX_REFRESH_SECONDS": raw}, "SANDBOX_REFRESH_SECONDS", 10.0)
+    assert env_seconds({}, "SANDBOX_REFRESH_SECONDS", 10.0) == 10.0
+    assert env_seconds({"SANDBOX_REFRESH_SECONDS": "2.5"}, "SANDBOX_REFRESH_SECONDS", 10.0) == 2.5
+
+
 @pytest.mark.parametrize("entry", [["manage.py", "check"], ["-c", "import web.asgi"]])
 def test_start_up_stops_with_one_line_naming_the_variable(entry: list[str]) -> None:
     result = subprocess.run(

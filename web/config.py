@@ -87,6 +87,20 @@ def env_int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -
     return value
 
 
+def env_seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    """A positive, finite number of seconds from `env`, or ConfigError naming the variable."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(name, f"expected a number of seconds, got {raw!r}") from None
+    if not (0 < value < float("inf")):
+        raise ConfigError(name, f"must be a positive number of seconds, got {raw!r}")
+    return value
+
+
 def _list(env: Mapping[str, str], name: str, default: list[str]) -> list[str]:
     raw = env.get(name)
     if raw is None:

@@ -6,7 +6,7 @@ Every variable is listed in README.md. A bad value stops start-up with one line 
 import os
 from pathlib import Path
 
-from web.config import LIVE, ConfigError, env_int, load_config
+from web.config import LIVE, ConfigError, env_int, env_seconds, load_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 CONFIG = load_config(os.environ, BASE_DIR)
@@ -124,7 +124,7 @@ FASTPATH_ENABLED = os.environ.get("GPUBROKER_FASTPATH", "1").strip().lower() not
 RATE_LIMIT_ENABLED = CONFIG.rate_limit_enabled
 RATE_LIMIT_MULTIPLIER = CONFIG.rate_limit_multiplier
 # Seconds between refreshes of one sandbox provider (live providers: every 60 s).
-SANDBOX_REFRESH_SECONDS = float(os.environ.get("SANDBOX_REFRESH_SECONDS", "10"))
+SANDBOX_REFRESH_SECONDS = env_seconds(os.environ, "SANDBOX_REFRESH_SECONDS", 10.0)
 
 # Provider adapters (providers/adapters/): credentials per provider from the environment, empty
 # when unset; live mode calls the real APIs with them. <SLUG>_API_BASE points an adapter at another
