@@ -14,12 +14,11 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
-from channels.layers import get_channel_layer
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 from ninja import Query, Router
 
-from providers import calc
+from providers import calc, fanout
 from providers.cache import PRICE_TTL, STATIC_TTL, shared_cache
 from providers.groups import BadSubscription, group_for
 from providers.models import PriceAggregate, PriceSample, Provider
@@ -147,27 +146,36 @@ async def stream(request: HttpRequest, subscribe: str = "price_updates") -> Http
         raise QueryError("subscribe", str(exc)) from None
     if len(groups) > 20:
         raise QueryError("subscribe", "at most 20 subscriptions")
-    layer = get_channel_layer()
-    assert layer is not None, "CHANNEL_LAYERS is not configured"
-    channel = await layer.new_channel("sse.")
-    for group in groups:
-        await layer.group_add(group, channel)
+    # The same per-process hub as the websockets (providers.fanout): one layer reader, bounded feeds.
+    hub = fanout.hub()
+    try:
+        feed = hub.open(request.META.get("REMOTE_ADDR"), "sse")
+    except fanout.Refused as refused:
+        return _json(orjson.dumps({"errors": [{"field": "connection", "reason": refused.message}]}), status=429)
+    try:
+        for group in groups:
+            await hub.join(feed, group)
+    except BaseException:
+        await hub.close(feed)
+        raise
 
     async def events() -> AsyncIterator[bytes]:
         try:
             yield b"event: subscribed\ndata: " + orjson.dumps({"subscriptions": groups}) + b"\n\n"
             while True:
                 try:
-                    message = await asyncio.wait_for(layer.receive(channel), timeout=SSE_KEEPALIVE_SECONDS)
+                    broadcast = await asyncio.wait_for(feed.next(), timeout=SSE_KEEPALIVE_SECONDS)
                 except TimeoutError:
                     yield b": keep-alive\n\n"
                     continue
-                name = SSE_EVENTS.get(message.get("type", ""))
-                if name:
-                    yield f"event: {name}\ndata: ".encode() + orjson.dumps(message["payload"]) + b"\n\n"
+                if broadcast is None:  # cut off: this client stopped reading
+                    yield b"event: error\ndata: " + orjson.dumps({"reason": "too slow: events were waiting faster than they were read; reconnect"}) + b"\n\n"
+                    return
+                frame = broadcast.frame("sse", _sse_frame)
+                if frame:
+                    yield frame
         finally:
-            for group in groups:
-                await layer.group_discard(group, channel)
+            await hub.close(feed)
 
     response = StreamingHttpResponse(events(), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
@@ -176,6 +184,11 @@ async def stream(request: HttpRequest, subscribe: str = "price_updates") -> Http
 
 
 SSE_EVENTS = {"offers.changed": "offers", "price.alert": "alert", "provider.health": "health"}
+
+
+def _sse_frame(message: dict[str, Any]) -> bytes | None:
+    name = SSE_EVENTS.get(message.get("type", ""))
+    return f"event: {name}\ndata: ".encode() + orjson.dumps(message.get("payload")) + b"\n\n" if name else None
 
 
 @router.get("/providers/{offer_id}", response={200: OfferOut, 404: ErrorOut}, summary="One offer")

@@ -16,6 +16,8 @@ def uvicorn_command(app: str, host: str, port: int) -> list[str]:
         sys.executable, "-m", "uvicorn", app,
         "--host", host, "--port", str(port),
         "--http", "httptools", "--loop", "uvloop", "--ws", "websockets-sansio",
+        # No live-update client sends more than a few hundred bytes: bigger frames close with 1009.
+        "--ws-max-size", "65536",
         # Daphne-style start: the app starts its embedded worker on the first connection.
         "--lifespan", "off",
         "--no-access-log", "--log-level", "warning",

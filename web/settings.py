@@ -108,12 +108,20 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": "gpubroker"},
+            # Each server process reads one channel per group it serves (providers.fanout): a
+            # burst must queue there, not be dropped at the default capacity of 100.
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": "gpubroker", "channel_capacity": {"fanout.*": 10_000}},
         }
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "gpubroker"}}
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"channel_capacity": {"fanout.*": 10_000}}}}
+
+# Live updates (providers.fanout), per server process: sockets one client address may hold (IPv6 by
+# /64), sockets in all, and messages a socket may have waiting before it is cut off as too slow.
+WS_MAX_CONNECTIONS_PER_ADDRESS = env_int(os.environ, "WS_MAX_CONNECTIONS_PER_ADDRESS", 20, minimum=1)
+WS_MAX_CONNECTIONS = env_int(os.environ, "WS_MAX_CONNECTIONS", 20_000, minimum=1)
+WS_QUEUE_MESSAGES = env_int(os.environ, "WS_QUEUE_MESSAGES", 256, minimum=1)
 
 # Without Redis the in-memory channel layer cannot cross processes, so the worker (provider
 # refreshes, health checks, events) runs inside the server process; with Redis `run_worker` does.
