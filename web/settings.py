@@ -115,7 +115,9 @@ if REDIS_URL:
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "gpubroker"}}
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"channel_capacity": {"fanout.*": 10_000}}}}
+    # Only the fan-out hub's channels live here (channel_capacity patterns are not compiled by
+    # this layer in channels 4.3, so the capacity is set for all).
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 10_000}}}
 
 # Live updates (providers.fanout), per server process: sockets one client address may hold (IPv6 by
 # /64), sockets in all, and messages a socket may have waiting before it is cut off as too slow.
