@@ -23,7 +23,6 @@ overflowed, 4029 when a connection cap refused it (JSON clients get an `error` f
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 from urllib.parse import parse_qs
@@ -72,7 +71,6 @@ class PriceFeedConsumer(AsyncWebsocketConsumer):
         self.channel_layer = None
         self.base_send = send
         self.feed: fanout.Feed | None = None
-        self.sender: asyncio.Task[None] | None = None
         try:
             while True:
                 await self.dispatch(await receive())
@@ -121,32 +119,24 @@ class PriceFeedConsumer(AsyncWebsocketConsumer):
             # The confirmation is a fragment too: it turns the page's "connecting" badge into "live".
             html = render_to_string("providers/live_status.html", {"subscriptions": sorted(self.subscriptions)})
             await self.send(text_data=html)
-        self.sender = asyncio.get_running_loop().create_task(self._send_broadcasts())
-
-    async def _send_broadcasts(self) -> None:
-        """Writes this socket's feed; waits only on this socket's own writes."""
-        assert self.feed is not None
         dialect, render = ("json", json_frame) if self.json_mode else ("html", html_frame)
-        try:
-            while (broadcast := await self.feed.next()) is not None:
-                frame = broadcast.frame(dialect, render)
-                if frame is not None:
-                    await self.send(text_data=frame)
-            if self.feed.cut_off:
-                await self.close(code=CLOSE_TOO_SLOW, reason="too slow: messages were waiting faster than they were read; reconnect")
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # the client went away mid-write: disconnect() cleans up
-            logger.debug("websocket write failed", exc_info=True)
+
+        async def deliver(broadcast: fanout.Broadcast) -> None:
+            frame = broadcast.frame(dialect, render)
+            if frame is not None:
+                await self.base_send({"type": "websocket.send", "text": frame})
+
+        async def too_slow() -> None:
+            await self.close(code=CLOSE_TOO_SLOW, reason="too slow: messages were waiting faster than they were read; reconnect")
+
+        self.feed.push_to(deliver, too_slow)
 
     async def disconnect(self, code: int) -> None:
         await self._close_feed()
 
     async def _close_feed(self) -> None:
-        if self.sender is not None and self.sender is not asyncio.current_task():
-            self.sender.cancel()
-            self.sender = None
         if self.feed is not None:
+            self.feed.stop_writing()
             await fanout.hub().close(self.feed)
 
     async def _join(self, names: list[str]) -> list[str]:

@@ -23,7 +23,7 @@ import ipaddress
 import logging
 import weakref
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -88,8 +88,37 @@ class Broadcast:
             return frame
 
 
+class _Resume:
+    """Awaits the rest of a coroutine whose first step already ran (Python 3.12's eager tasks, by hand)."""
+
+    def __init__(self, coro: Coroutine[Any, Any, None], yielded: Any) -> None:
+        self.coro, self.yielded = coro, yielded
+
+    def __await__(self) -> Generator[Any, None, None]:
+        yielded = self.yielded
+        while True:
+            try:
+                yield yielded
+            except BaseException as exc:  # cancellation reaches the coroutine where it waits
+                try:
+                    yielded = self.coro.throw(exc)
+                except StopIteration:
+                    return
+                continue
+            try:
+                yielded = self.coro.send(None)
+            except StopIteration:
+                return
+
+
 class Feed:
-    """One subscriber's bounded queue of broadcasts; read with `await feed.next()`."""
+    """One subscriber's bounded queue of broadcasts.
+
+    Pull (SSE): `await feed.next()`. Push (websockets): `feed.push_to(deliver, on_cut_off)`; a
+    broadcast offered while no write is pending is written at once, inside the fan-out loop, and
+    only a write that has to wait (the socket's buffer is full) gets a task of its own, behind
+    which later broadcasts queue up to the limit.
+    """
 
     def __init__(self, hub: FanoutHub, address: str, transport: str, limit: int) -> None:
         self.hub, self.address, self.transport, self.limit = hub, address, transport, limit
@@ -98,16 +127,56 @@ class Feed:
         self.closed = False
         self._queue: deque[Broadcast] = deque()
         self._ready = asyncio.Event()
+        self._deliver: Callable[[Broadcast], Coroutine[Any, Any, None]] | None = None
+        self._on_cut_off: Callable[[], Coroutine[Any, Any, None]] | None = None
+        self._writing: asyncio.Task[None] | None = None
+
+    def push_to(self, deliver: Callable[[Broadcast], Coroutine[Any, Any, None]], on_cut_off: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        self._deliver, self._on_cut_off = deliver, on_cut_off
 
     def offer(self, broadcast: Broadcast) -> None:
-        """Queues `broadcast` without waiting; a full queue cuts this subscriber off."""
+        """Queues (or writes) `broadcast` without waiting; a full queue cuts this subscriber off."""
         if self.cut_off or self.closed:
             return
         if len(self._queue) >= self.limit:
             self.hub._cut_off(self)
             return
+        if self._deliver is not None and self._writing is None:
+            self._write_now(broadcast)
+            return
         self._queue.append(broadcast)
         self._ready.set()
+
+    def _write_now(self, broadcast: Broadcast) -> None:
+        assert self._deliver is not None
+        coro = self._deliver(broadcast)
+        try:
+            yielded = coro.send(None)
+        except StopIteration:
+            return  # written without waiting: the common case
+        except Exception:
+            logger.debug("write to a %s subscriber failed", self.transport, exc_info=True)
+            return
+        self._writing = asyncio.get_running_loop().create_task(self._write_rest(coro, yielded))
+
+    async def _write_rest(self, coro: Coroutine[Any, Any, None], yielded: Any) -> None:
+        assert self._deliver is not None and self._on_cut_off is not None
+        try:
+            await _Resume(coro, yielded)
+            while self._queue and not (self.cut_off or self.closed):
+                await self._deliver(self._queue.popleft())
+            if self.cut_off and not self.closed:
+                await self._on_cut_off()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the client went away mid-write; its disconnect cleans up
+            logger.debug("write to a %s subscriber failed", self.transport, exc_info=True)
+        finally:
+            self._writing = None
+
+    def stop_writing(self) -> None:
+        if self._writing is not None and self._writing is not asyncio.current_task():
+            self._writing.cancel()
 
     async def next(self) -> Broadcast | None:
         """The next broadcast, waiting for one; None once cut off (the caller then closes)."""
