@@ -291,12 +291,16 @@ class FanoutHub:
             state.ready.exception()  # retrieved: the joiners re-raise it
             return
         state.ready.set_result(None)
-        while True:
+        # Released groups stop here too: a cancelled channels_redis receive can surface as a
+        # redis TimeoutError rather than CancelledError.
+        while self._groups.get(group) is state:
             try:
                 message = await self.layer.receive(channel)
             except asyncio.CancelledError:
                 raise
             except Exception:
+                if self._groups.get(group) is not state:
+                    return
                 logger.warning("reading group %s failed; retrying in 1 s", group, exc_info=True)
                 await asyncio.sleep(1.0)
                 continue

@@ -297,3 +297,44 @@ async def test_the_hub_fans_out_on_the_in_memory_layer_of_the_embedded_default()
     for feed in feeds:
         await hub.close(feed)
     assert hub.layer.groups == {}
+
+
+def sse_scope(client: str) -> dict[str, Any]:
+    return {"type": "http", "method": "GET", "path": "/api/v2/providers/stream", "raw_path": b"/api/v2/providers/stream",
+            "query_string": b"subscribe=price_updates", "headers": [(b"host", b"localhost")], "scheme": "http",
+            "server": ("localhost", 80), "client": (client, 5000), "root_path": "", "http_version": "1.1", "asgi": {"version": "3.0"}}
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_sse_stream_shares_the_per_address_cap_and_answers_429_past_it(settings: Any) -> None:
+    settings.WS_MAX_CONNECTIONS_PER_ADDRESS = 1
+    sock = RawSocket("10.0.2.1")
+    await sock.open()
+    sent: list[dict[str, Any]] = []
+    done = asyncio.Event()
+    requested: list[bool] = []
+
+    async def receive() -> dict[str, Any]:
+        if not requested:
+            requested.append(True)
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await done.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            done.set()
+
+    await asyncio.wait_for(application(sse_scope("10.0.2.1"), receive, send), 10)
+    assert sent[0]["status"] == 429
+    assert orjson.loads(b"".join(m.get("body", b"") for m in sent[1:])) == {
+        "errors": [{"field": "connection", "reason": "too many live connections from your address: at most 1; close one first"}]}
+    await sock.close()
+
+
+def test_start_up_refuses_a_connection_cap_below_one() -> None:
+    result = subprocess.run([sys.executable, "-c", "import web.asgi"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            env={"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "web.settings", "WS_MAX_CONNECTIONS_PER_ADDRESS": "0"})
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == ["GPUBROKER configuration error: WS_MAX_CONNECTIONS_PER_ADDRESS: must be at least 1, got 0"]
