@@ -133,6 +133,8 @@ class Feed:
 
     def push_to(self, deliver: Callable[[Broadcast], Coroutine[Any, Any, None]], on_cut_off: Callable[[], Coroutine[Any, Any, None]]) -> None:
         self._deliver, self._on_cut_off = deliver, on_cut_off
+        if self._queue and self._writing is None:  # what arrived before the socket was ready
+            self._writing = asyncio.get_running_loop().create_task(self._write_rest(None, None))
 
     def offer(self, broadcast: Broadcast) -> None:
         """Queues (or writes) `broadcast` without waiting; a full queue cuts this subscriber off."""
@@ -159,10 +161,11 @@ class Feed:
             return
         self._writing = asyncio.get_running_loop().create_task(self._write_rest(coro, yielded))
 
-    async def _write_rest(self, coro: Coroutine[Any, Any, None], yielded: Any) -> None:
+    async def _write_rest(self, coro: Coroutine[Any, Any, None] | None, yielded: Any) -> None:
         assert self._deliver is not None and self._on_cut_off is not None
         try:
-            await _Resume(coro, yielded)
+            if coro is not None:
+                await _Resume(coro, yielded)
             while self._queue and not (self.cut_off or self.closed):
                 await self._deliver(self._queue.popleft())
             if self.cut_off and not self.closed:
