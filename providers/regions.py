@@ -134,7 +134,7 @@ def region_label(raw: str) -> str:
     return " ".join(p for p in (area, *words, number) if p)
 
 
-_MARKETPLACE_ID = re.compile(r"[0-9a-f]{12,}|__|^\d+x\d+v\d+g", re.I)
+_MARKETPLACE_ID = re.compile(r"[0-9a-f]{12,}|__|^\d+x\d+v\d+g|^\d+x-.+-\d+-\d+$", re.I)
 
 
 def instance_label(name: str) -> str:
