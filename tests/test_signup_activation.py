@@ -57,7 +57,7 @@ def test_opening_the_link_changes_nothing_and_shows_one_button() -> None:
         response = client.get(link)
         assert response.status_code == 200
         page = response.content.decode()
-        assert f'<form class="form" method="post" action="{urlsplit(link).path}"' in page
+        assert f"<form class=\"form\" method=\"post\" action=\"{urlsplit(link).path}\"" in page, page[page.index("<main"):page.index("</main>")]
         assert "Activate and sign in" in page
     assert not EmailAddress.objects.get(email="new@example.com").verified
     assert client.get("/dashboard/").status_code == 302
