@@ -65,7 +65,11 @@ def _billing_action(view: View) -> View:
 @require_GET
 def plans(request: HttpRequest) -> HttpResponse:
     problems = gateway.problems()
-    return render(request, "billing/plans.html", {"plans": Plan.objects.offered(), "standing": standing(request.user), "payments_problem": problems[0] if problems else "", "attempt": uuid.uuid4()})
+    plans = Plan.objects.offered()
+    # ?plan=<slug>: the plan chosen before signing up, highlighted when the person comes back.
+    chosen = next((p for p in plans if p.slug == request.GET.get("plan") and not p.is_free), None)
+    context = {"plans": plans, "standing": standing(request.user), "payments_problem": problems[0] if problems else "", "attempt": uuid.uuid4(), "chosen_plan": chosen, "chosen_slug": chosen.slug if chosen else ""}
+    return render(request, "billing/plans.html", context)
 
 
 @_billing_action

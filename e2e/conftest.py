@@ -153,3 +153,31 @@ def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+# The accessibility gate's engine: npm's axe-core, fetched from the registry by npm itself at
+# test time into a git-ignored folder (never a CDN), once per checkout and version.
+AXE_VERSION = "4.14.1"
+VENDOR = Path(__file__).resolve().parent / ".vendor"
+
+
+@pytest.fixture(scope="session")
+def axe_source() -> str:
+    script = VENDOR / f"axe-core-{AXE_VERSION}" / "axe.min.js"
+    if not script.exists():
+        import tarfile
+
+        VENDOR.mkdir(exist_ok=True)
+        packed = subprocess.run(
+            ["npm", "pack", f"axe-core@{AXE_VERSION}", "--pack-destination", str(VENDOR), "--silent"],
+            capture_output=True, text=True, timeout=180,
+        )
+        tarball = VENDOR / f"axe-core-{AXE_VERSION}.tgz"
+        if packed.returncode != 0 or not tarball.exists():
+            pytest.exit(f"could not fetch axe-core {AXE_VERSION} from the npm registry (npm pack): {packed.stderr.strip()}", returncode=3)
+        with tarfile.open(tarball) as archive:
+            member = archive.getmember("package/axe.min.js")
+            script.parent.mkdir(exist_ok=True)
+            script.write_bytes(archive.extractfile(member).read())  # type: ignore[union-attr]
+        tarball.unlink()
+    return script.read_text()

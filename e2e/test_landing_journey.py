@@ -17,19 +17,19 @@ def test_the_pricing_table_updates_live_without_a_reload(page: Page, server_url:
 
     page.goto(server_url + "/")
     expect(page.get_by_role("heading", name="Live GPU pricing")).to_be_visible()
-    table = page.get_by_role("table", name="Best offer per GPU type")
+    table = page.get_by_role("table", name="Lowest price and best match per GPU type")
     expect(table.get_by_role("row")).to_have_count(13)  # header + 12 GPU types
     expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
 
     row = page.locator("#gpu-row-h100-80gb")
-    shown = row.get_by_test_id("best-price").inner_text()
-    winner = server_side(lambda: best_offers(["H100 80GB"])[0])
+    shown = row.get_by_test_id("lowest-price").inner_text()
+    winner = server_side(lambda: best_offers(["H100 80GB"])[0].lowest)
     assert f"${winner.price_per_gpu_hour}" in shown
 
     # Mark this page load: a reload would drop the marker.
     page.evaluate("window.__sameLoad = true")
 
-    # The server side changes the winning offer's price, as a provider refresh would.
+    # The server side cuts the cheapest offer's price, as a provider refresh would.
     new_per_gpu = (winner.price_per_gpu_hour * Decimal("0.8")).quantize(Decimal("0.01"))
 
     def reprice() -> int:
@@ -39,14 +39,15 @@ def test_the_pricing_table_updates_live_without_a_reload(page: Page, server_url:
         return publish_price_rows(["H100 80GB"])
 
     assert server_side(reprice) == 1
-    expect(row.get_by_test_id("best-price")).to_contain_text(f"${new_per_gpu}")
+    expect(row.get_by_test_id("lowest-price")).to_contain_text(f"${new_per_gpu}")
 
     # A second cut is shown as a fall against the price the page was last sent.
     new_per_gpu = (new_per_gpu * Decimal("0.9")).quantize(Decimal("0.01"))
     assert server_side(reprice) == 1
-    expect(row.get_by_test_id("best-price")).to_contain_text(f"${new_per_gpu}")
+    expect(row.get_by_test_id("lowest-price")).to_contain_text(f"${new_per_gpu}")
     expect(row).to_have_class("price-row price-row--down")
-    expect(row.get_by_label("price down")).to_be_visible()
+    expect(row.get_by_text("Price went down")).to_have_count(1)
+    expect(row.locator(".trend")).to_have_text("▼")
     assert page.evaluate("window.__sameLoad") is True
     page.screenshot(path=artifacts / "landing-live-update.png", full_page=True)
 

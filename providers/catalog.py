@@ -1,4 +1,5 @@
-"""Reading the catalog: the best offer per GPU type, as the landing table shows it."""
+"""Reading the catalog: per GPU type the lowest available price and the ranked best match, as the
+landing table shows them."""
 
 from __future__ import annotations
 
@@ -22,7 +23,35 @@ FEATURED_GPU_COUNT = 12
 
 
 @dataclass(frozen=True)
+class Quote:
+    """One offer's price as a row shows it, with where and when it was read."""
+
+    offer_id: int
+    price_per_gpu_hour: Decimal
+    provider_name: str
+    provider_slug: str
+    region: str
+    last_updated: datetime
+    source: str  # PriceSource label: live API, cache, snapshot, sandbox market
+
+    @classmethod
+    def of(cls, offer: Offer) -> Quote:
+        return cls(
+            offer_id=offer.pk,
+            price_per_gpu_hour=offer.price_per_gpu_hour.quantize(Decimal("0.01")),
+            provider_name=offer.provider.name,
+            provider_slug=offer.provider.slug,
+            region=offer.region,
+            last_updated=offer.last_updated,
+            source=offer.get_source_display(),
+        )
+
+
+@dataclass(frozen=True)
 class BestOffer:
+    """A GPU type's row. The top-level price fields are the ranked best match (TOPSIS);
+    `lowest` is the cheapest offer with capacity, which is what "Lowest price" shows."""
+
     gpu_type: str
     offer_id: int
     price_per_gpu_hour: Decimal
@@ -34,6 +63,7 @@ class BestOffer:
     provider_count: int
     last_updated: datetime  # of the best offer's price: every price shows its own age
     source: str  # where that price came from (PriceSource label: live API, cache, snapshot)
+    lowest: Quote
 
     @property
     def row_id(self) -> str:
@@ -51,6 +81,12 @@ def best_offer(offers: list[Offer]) -> Offer | None:
     return candidates[winner]
 
 
+def lowest_offer(offers: list[Offer]) -> Offer | None:
+    """The cheapest offer per GPU-hour among those with capacity; ties go to the first."""
+    candidates = [o for o in offers if o.availability_status != Availability.UNAVAILABLE]
+    return min(candidates, key=lambda o: o.price_per_gpu_hour, default=None)
+
+
 def best_offers(gpu_types: Iterable[str] | None = None) -> list[BestOffer]:
     """One row per GPU type (all types, or the given ones), most widely offered first."""
     queryset = Offer.objects.select_related("provider").only(
@@ -65,8 +101,8 @@ def best_offers(gpu_types: Iterable[str] | None = None) -> list[BestOffer]:
 
     rows = []
     for gpu_type, offers in by_type.items():
-        winner = best_offer(offers)
-        if winner is None:
+        winner, cheapest = best_offer(offers), lowest_offer(offers)
+        if winner is None or cheapest is None:
             continue
         capacity = sum(AVAILABILITY_SCORE[Availability(o.availability_status)] for o in offers)
         rows.append(
@@ -82,6 +118,7 @@ def best_offers(gpu_types: Iterable[str] | None = None) -> list[BestOffer]:
                 provider_count=len({o.provider.slug for o in offers}),
                 last_updated=winner.last_updated,
                 source=winner.get_source_display(),
+                lowest=Quote.of(cheapest),
             )
         )
     rows.sort(key=lambda r: (-r.offer_count, r.gpu_type))

@@ -2,7 +2,7 @@
 
 Pages subscribe through `PriceFeedConsumer`; each message is HTML whose top-level elements carry
 ids, which htmx's ws extension swaps in place. A row is sent only when what it shows changed
-(best offer, its price, the share available, the offer count), judged against the last rows sent,
+(lowest price and its offer, best match, the share available, the offer count), judged against the last rows sent,
 which live in the cache so every instance and worker shares them.
 """
 
@@ -27,7 +27,8 @@ def _last_sent_key(row: BestOffer) -> str:
 
 
 def _fingerprint(row: BestOffer) -> str:
-    return f"{row.offer_id}|{row.price_per_gpu_hour}|{row.availability_pct}|{row.offer_count}"
+    # The lowest price comes second: the trend arrow follows the price the row leads with.
+    return f"{row.lowest.offer_id}|{row.lowest.price_per_gpu_hour}|{row.offer_id}|{row.price_per_gpu_hour}|{row.availability_pct}|{row.offer_count}"
 
 
 def price_rows_message(gpu_types: Iterable[str]) -> dict[str, str] | None:
@@ -40,8 +41,9 @@ def price_rows_message(gpu_types: Iterable[str]) -> dict[str, str] | None:
         previous = last_sent.get(_last_sent_key(row))
         if previous is not None and previous == _fingerprint(row):
             continue
-        previous_price = Decimal(previous.split("|")[1]) if previous else row.price_per_gpu_hour
-        trend = "up" if row.price_per_gpu_hour > previous_price else "down" if row.price_per_gpu_hour < previous_price else ""
+        price = row.lowest.price_per_gpu_hour
+        previous_price = Decimal(previous.split("|")[1]) if previous else price
+        trend = "up" if price > previous_price else "down" if price < previous_price else ""
         changed.append((row, trend))
     if not changed:
         return None

@@ -60,7 +60,9 @@ def test_email_change_takes_effect_only_once_the_new_address_is_confirmed(member
     assert EmailAddress.objects.get(email="ada@example.com").primary
     confirmation = next(m for m in mail.outbox if m.to == ["ada.new@example.com"])
     link = re.search(r"http://testserver(/accounts/confirm-email/[-:\w]+/)", confirmation.body).group(1)
-    member.get(link)
+    member.get(link)  # opening it only shows the button
+    assert not EmailAddress.objects.get(email="ada.new@example.com").verified
+    member.post(link)
     assert EmailAddress.objects.get(email="ada.new@example.com").verified
     assert not EmailAddress.objects.filter(email="ada@example.com").exists()  # ACCOUNT_CHANGE_EMAIL replaces it
 

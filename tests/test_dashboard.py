@@ -18,10 +18,10 @@ def test_the_dashboard_needs_a_signed_in_user() -> None:
 
 def test_a_free_member_sees_free_limits_in_the_founding_layout(member: Client) -> None:
     page = member.get("/dashboard/").content.decode()
-    for link in ('href="/dashboard/" aria-current="page">Dashboard', ">Browse<", 'href="/billing/"', 'href="/settings/"'):
+    for link in ('href="/dashboard/" class="nav__link" aria-current="page">Dashboard', ">Browse GPUs<", ">Plans<", 'href="/billing/"', 'href="/settings/"'):
         assert link in page
     assert 'data-testid="plan-badge">Free' in page.replace("\n", "")
-    assert "Welcome, ada@example.com" in page
+    assert "Welcome, ada@<wbr>example.com" in page
     assert "10 req/s" in page and ">1<" in page
 
 

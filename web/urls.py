@@ -2,13 +2,15 @@ from django.urls import include, path
 
 from billing import views as billing_views
 from web import metrics
-from web.accounts import activation_view
+from web.accounts import activation_view, signup_view
 from web.api import api
 from web.views import account, browse, dashboard, health, public, sandbox
 
 urlpatterns = [
     path("", public.landing, name="landing"),
     path("health", health.health, name="health"),
+    path("terms/", public.terms, name="terms"),
+    path("privacy/", public.privacy, name="privacy"),
     path("plans/", billing_views.plans, name="plans"),
     path("dashboard/", dashboard.dashboard, name="dashboard"),
     path("settings/", account.settings_page, name="settings"),
@@ -17,6 +19,7 @@ urlpatterns = [
     path("billing/", include("billing.urls")),
     # Before allauth's own: the same link, with pages telling expired, used and broken apart.
     path("accounts/confirm-email/<str:key>/", activation_view, name="account_confirm_email"),
+    path("accounts/signup/", signup_view, name="account_signup"),  # knows the plan it came from
     path("accounts/", include("allauth.urls")),
     path("api/v2/", api.urls),
     path("sandbox/mailbox/", sandbox.mailbox, name="sandbox_mailbox"),

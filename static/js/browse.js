@@ -20,7 +20,7 @@
     var avail = row.querySelector('[data-field="availability"]');
     if (avail && change.new_availability) {
       var tone = { available: "success", limited: "warning", unavailable: "danger" }[change.new_availability] || "neutral";
-      avail.className = "badge badge--" + tone;
+      avail.className = "badge badge--availability badge--" + tone;
       avail.textContent = change.new_availability.charAt(0).toUpperCase() + change.new_availability.slice(1);
     }
     var time = row.querySelector("time[data-relative]");  // "updated just now" under the price

@@ -23,7 +23,7 @@ PAGE_SIZE = 25
 WEIGHT_CRITERIA = ("price", "performance", "availability", "reliability")
 DEFAULT_SLIDERS = {"price": 5, "performance": 2, "availability": 2, "reliability": 1}
 SORT_CHOICES = [
-    ("topsis", "Best match (your weights)"),
+    ("topsis", "Best match"),  # ranked with the weights below the select
     ("price", "Lowest price"),
     ("price_per_gpu", "Lowest price per GPU"),
     ("performance", "Most compute"),

@@ -20,3 +20,13 @@ def landing(request: HttpRequest) -> HttpResponse:
     }
     template = "pages/landing.html#pricing-table" if request.htmx else "pages/landing.html"
     return render(request, template, context)
+
+
+@require_GET
+def terms(request: HttpRequest) -> HttpResponse:
+    return render(request, "pages/terms.html")
+
+
+@require_GET
+def privacy(request: HttpRequest) -> HttpResponse:
+    return render(request, "pages/privacy.html")
