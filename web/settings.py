@@ -245,6 +245,8 @@ if CONFIG.is_live:
     SECURE_HSTS_SECONDS = 31536000
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
+# DEBUG error pages hide every secret: CONFIG, URL passwords, credentials (web/redaction.py).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "web.redaction.SecretsFilter"
 # /health is probed by load balancers over plain HTTP inside the network.
 SECURE_REDIRECT_EXEMPT = [r"^health$"]
 
