@@ -117,7 +117,7 @@ def _waiting_on_a_lock() -> bool:
         return cursor.fetchone()[0] > 0
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps the seeded plans
 def test_two_requests_at_once_for_the_twentieth_key_give_one_key_not_two(user: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     import threading
     import time
