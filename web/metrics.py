@@ -13,7 +13,6 @@ query (the active providers) and reuses one Redis connection pool per process.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
 import time
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Histogram, generate
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from web.access import local_or_staff
 from web.middleware import HybridMiddleware
 
 logger = logging.getLogger("gpubroker.metrics")
@@ -153,24 +153,14 @@ _collector = CatalogCollector()
 REGISTRY.register(_collector)
 
 
-def _from_this_machine(request: HttpRequest) -> bool:
-    if "HTTP_X_FORWARDED_FOR" in request.META or "HTTP_FORWARDED" in request.META:
-        return False  # through a proxy: the peer address says nothing about the client
-    try:
-        return ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")).is_loopback
-    except ValueError:
-        return False
-
-
 def may_scrape(request: HttpRequest) -> bool:
     token = settings.METRICS_TOKEN
     if token:
         sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         if sent and hmac.compare_digest(sent.encode(), token.encode()):
             return True
-    elif _from_this_machine(request):
-        return True
-    return bool(getattr(request, "user", None) and request.user.is_staff)
+        return bool(getattr(request, "user", None) and request.user.is_staff)
+    return local_or_staff(request)
 
 
 @require_GET
