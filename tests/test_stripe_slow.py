@@ -8,15 +8,11 @@ of the app may sit in an open transaction — on SQLite that would be the global
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import httpx
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection, connections, transaction
@@ -24,82 +20,9 @@ from django.test import Client
 
 from billing.models import Subscription
 from tests.accounts_and_billing import Stripe, deliver, start_checkout, subscribe
+from tests.stripe_gate import WAIT_SECONDS, Gate, Hold
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps the seeded plans
-WAIT_SECONDS = 30  # bounded waits for events; never a timing assertion
-
-
-@dataclass
-class Hold:
-    method: str
-    path: re.Pattern[str]
-    after_answer: bool
-    arrived: threading.Event = field(default_factory=threading.Event)
-    release: threading.Event = field(default_factory=threading.Event)
-    armed: bool = True
-
-
-class Gate:
-    """A pass-through proxy to the emulator that holds the first request matching each Hold."""
-
-    def __init__(self, upstream: str) -> None:
-        self.upstream = upstream
-        self.holds: list[Hold] = []
-        self.lock = threading.Lock()
-        gate = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def _pass(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                hold = gate.take(self.command, self.path)
-                if hold and not hold.after_answer:
-                    hold.arrived.set()
-                    hold.release.wait(WAIT_SECONDS)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length", "connection")}
-                answer = httpx.request(self.command, gate.upstream + self.path, headers=headers, content=body, timeout=WAIT_SECONDS)
-                if hold and hold.after_answer:
-                    hold.arrived.set()
-                    hold.release.wait(WAIT_SECONDS)
-                self.send_response(answer.status_code)
-                for name, value in answer.headers.items():
-                    if name.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(answer.content)))
-                self.end_headers()
-                self.wfile.write(answer.content)
-
-            do_GET = do_POST = do_DELETE = _pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def hold(self, method: str, path: str, *, after_answer: bool = False) -> Hold:
-        hold = Hold(method, re.compile(path), after_answer)
-        with self.lock:
-            self.holds.append(hold)
-        return hold
-
-    def take(self, method: str, path: str) -> Hold | None:
-        with self.lock:
-            for hold in self.holds:
-                if hold.armed and hold.method == method and hold.path.fullmatch(path.split("?")[0]):
-                    hold.armed = False
-                    return hold
-        return None
-
-    def close(self) -> None:
-        for hold in self.holds:
-            hold.release.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture
@@ -220,3 +143,17 @@ def test_a_slow_stale_read_of_a_subscription_never_overwrites_a_newer_one(user: 
     assert slow_result["value"].status_code == 200 and fast_result["value"].status_code == 200
     sub.refresh_from_db()
     assert sub.cancel_at_period_end, "the stale read (not cancelled) overwrote the newer one"
+
+
+def test_on_sqlite_a_slow_stripe_during_checkout_leaves_the_write_lock_free(tmp_path: Any) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_CONN_MAX_AGE")}
+    env.update(DATABASE_URL=f"sqlite:///{tmp_path / 'embedded.sqlite3'}", GPUBROKER_MODE="sandbox", DJANGO_SETTINGS_MODULE="web.settings", PYTHONPATH=str(root))
+    done = subprocess.run([sys.executable, "tests/sqlite_stripe_slow.py"], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert "concurrent write ok" in done.stdout
