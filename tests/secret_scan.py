@@ -76,13 +76,24 @@ class Recorder:
 RECORDER = Recorder()
 
 
-class _LogScanner(logging.Handler):
-    def emit(self, record: logging.LogRecord) -> None:
-        RECORDER.records_seen += 1
-        text = record.getMessage()
-        if record.exc_info:
-            text += "\n" + logging.Formatter().formatException(record.exc_info)
-        RECORDER.search(text, f"a log record of {record.name} ({record.levelname})")
+def _scan_record(record: logging.LogRecord) -> None:
+    RECORDER.records_seen += 1
+    text = record.getMessage()
+    if record.exc_info:
+        text += "\n" + logging.Formatter().formatException(record.exc_info)
+    RECORDER.search(text, f"a log record of {record.name} ({record.levelname})")
+
+
+def _patch_logging() -> None:
+    # At Logger.handle rather than as a handler: Django's dictConfig (and any test that calls it)
+    # replaces the root logger's handlers, but every record a logger lets through passes here.
+    handle = logging.Logger.handle
+
+    def scanned_handle(self: logging.Logger, record: logging.LogRecord) -> Any:
+        _scan_record(record)
+        return handle(self, record)
+
+    logging.Logger.handle = scanned_handle  # type: ignore[method-assign]
 
 
 def _patch_handlers() -> None:
@@ -106,7 +117,7 @@ def _patch_handlers() -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     _patch_handlers()
-    logging.getLogger().addHandler(_LogScanner(level=logging.DEBUG))
+    _patch_logging()
 
 
 @pytest.fixture(autouse=True)
