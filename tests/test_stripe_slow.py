@@ -157,3 +157,20 @@ def test_on_sqlite_a_slow_stripe_during_checkout_leaves_the_write_lock_free(tmp_
     done = subprocess.run([sys.executable, "tests/sqlite_stripe_slow.py"], cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     assert "concurrent write ok" in done.stdout
+
+
+def test_two_checkouts_started_at_once_leave_one_session_open(user: Any, gate: Gate, stripe_emulator: Stripe) -> None:
+    from billing.models import CheckoutSession
+
+    hold = gate.hold("POST", r"/v1/checkout/sessions")
+    slow, slow_result = in_thread(lambda: start_checkout(signed_in(user)))
+    assert hold.arrived.wait(WAIT_SECONDS)
+    fast_url = start_checkout(signed_in(user))  # starts, records and returns while the first waits
+    hold.release.set()
+    slow.join(WAIT_SECONDS)
+    assert "error" not in slow_result, slow_result.get("error")
+    rows = {row.stripe_id: row.status for row in CheckoutSession.objects.filter(user=user)}
+    assert sorted(rows.values()) == ["expired", "open"]
+    at_stripe = {sid: stripe_emulator.state.session(sid)["status"] for sid in rows}
+    assert at_stripe == rows
+    assert fast_url.rsplit("/", 1)[-1] in {sid for sid, status in rows.items() if status == "expired"}
