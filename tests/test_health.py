@@ -79,3 +79,16 @@ def test_anyone_else_sees_only_which_components_are_up_never_hosts_or_error_text
 
 def test_it_answers_only_get(client: Client) -> None:
     assert client.post("/health").status_code == 405
+
+
+@pytest.mark.django_db(transaction=True)  # the view closes connections as Channels code does
+def test_a_signed_in_caller_still_gets_an_answer_when_the_session_cannot_be_read(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.contrib.auth import middleware
+    from django.db import OperationalError
+
+    async def unreadable(request: object) -> object:
+        raise OperationalError("session store unreachable")
+
+    monkeypatch.setattr(middleware, "auser", unreadable)
+    response = client.get("/health")
+    assert response.status_code == 200 and set(response.json()) == {"status", "checks", "down"}
