@@ -19,10 +19,15 @@ from django.db import connection, connections, transaction
 from django.test import Client
 
 from billing.models import Subscription
-from tests.accounts_and_billing import Stripe, deliver, start_checkout, subscribe
+from tests.accounts_and_billing import Stripe, deliver, seed_plans, start_checkout, subscribe
 from tests.stripe_gate import WAIT_SECONDS, Gate, Hold
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps the seeded plans
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _plans(transactional_db: None) -> None:
+    seed_plans()
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from billing.models import ApiKey
 from providers.models import Offer
-from tests.accounts_and_billing import Stripe, make_user
+from tests.accounts_and_billing import Stripe, make_user, seed_plans
 from tests.secret_scan import configured_secrets
 
 pytestmark = pytest.mark.django_db
@@ -141,8 +141,9 @@ def test_every_route_is_classified_in_the_access_table() -> None:
     assert sorted(set(ACCESS) - set(routes())) == [], "ACCESS names routes that no longer exist"
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # /health closes connections, as Channels code does
+@pytest.mark.django_db(transaction=True)  # /health closes connections, as Channels code does
 def test_every_route_refuses_exactly_whom_the_table_says(real_objects: dict[str, str], settings: Any) -> None:
+    seed_plans()
     # Configured secrets the scan must never find in any of these answers (tests.secret_scan).
     settings.STRIPE_LIVE_SECRET_KEY = "sk_live_fake_url_access_0b7e61d2c94f"
     settings.STRIPE_LIVE_WEBHOOK_SECRET = "whsec_fake_url_access_5c28a9e3f1"
