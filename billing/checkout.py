@@ -16,7 +16,7 @@ from django.db import transaction
 from billing import gateway
 from billing.entitlements import standing
 from billing.models import CheckoutSession, Plan, Subscription
-from billing.subscriptions import fulfil_checkout, lock_user, save_subscription
+from billing.subscriptions import fulfil_checkout, lock_user, subscription_version, sync_subscription
 
 
 class BillingError(Exception):
@@ -46,9 +46,11 @@ def price_id(api: stripe.StripeClient, plan: Plan) -> str:
     return price.id
 
 
-def _close_other_sessions(api: stripe.StripeClient, user: AbstractBaseUser, livemode: bool, keep: UUID) -> None:
-    """Expires the user's other open Checkouts, so that only one can ever be paid."""
-    for old in CheckoutSession.objects.filter(user=user, livemode=livemode, status=CheckoutSession.Status.OPEN).exclude(attempt=keep):
+def _close_other_sessions(api: stripe.StripeClient, user: AbstractBaseUser, livemode: bool, keep: UUID, older_than: int | None = None) -> None:
+    """Expires the user's other open Checkouts (those recorded before row `older_than`, if given),
+    so that only one can ever be paid."""
+    others = CheckoutSession.objects.filter(user=user, livemode=livemode, status=CheckoutSession.Status.OPEN).exclude(attempt=keep)
+    for old in others.filter(pk__lt=older_than) if older_than is not None else others:
         try:
             api.v1.checkout.sessions.expire(old.stripe_id)
             old.status = CheckoutSession.Status.EXPIRED
@@ -63,30 +65,55 @@ def _close_other_sessions(api: stripe.StripeClient, user: AbstractBaseUser, live
             old.save(update_fields=["status"])
 
 
+def _existing_url(user: AbstractBaseUser, plan: Plan, attempt: UUID) -> str | None:
+    existing = CheckoutSession.objects.filter(attempt=attempt).first()
+    if existing is None:
+        return None
+    if existing.user_id != user.pk or existing.plan_id != plan.pk:
+        raise BillingError("That checkout link was not made for this plan and account; choose the plan again.")
+    if existing.status == CheckoutSession.Status.OPEN and existing.url:
+        return existing.url
+    raise BillingError("That checkout has already ended; choose the plan again.")
+
+
 def start_checkout(user: AbstractBaseUser, plan: Plan, attempt: UUID, success_url: str, cancel_url: str) -> str:
-    """The hosted Checkout page address for `plan`; the same `attempt` always gives the same one."""
+    """The hosted Checkout page address for `plan`; the same `attempt` always gives the same one.
+
+    Stripe is called with no transaction open and no lock held; only recording the session takes
+    the user's lock, briefly. Two starts at once each record theirs under it, so the later one
+    sees the earlier and expires it: one session stays open.
+    """
     if plan.is_free or not plan.is_active:
         raise BillingError(f"{plan.name} is not a plan you can pay for.")
     keys = gateway.keys_for_mode()
     api = gateway.client(keys)
-    with transaction.atomic():
-        # One start at a time per user, so that only one of their sessions is ever open.
-        lock_user(user)
-        return _start_checkout_locked(api, keys, user, plan, attempt, success_url, cancel_url)
-
-
-def _start_checkout_locked(api: stripe.StripeClient, keys: gateway.StripeKeys, user: AbstractBaseUser, plan: Plan, attempt: UUID, success_url: str, cancel_url: str) -> str:
-    existing = CheckoutSession.objects.filter(attempt=attempt).first()
-    if existing:
-        if existing.user_id != user.pk or existing.plan_id != plan.pk:
-            raise BillingError("That checkout link was not made for this plan and account; choose the plan again.")
-        if existing.status == CheckoutSession.Status.OPEN and existing.url:
-            return existing.url
-        raise BillingError("That checkout has already ended; choose the plan again.")
+    if url := _existing_url(user, plan, attempt):
+        return url
     current = standing(user)
     if not current.plan.is_free:
         raise AlreadySubscribed(f"You are already on {current.plan.name}: change plans on the billing page.")
     _close_other_sessions(api, user, keys.livemode, keep=attempt)
+    session = _create_session(api, keys, user, plan, attempt, success_url, cancel_url)
+    with transaction.atomic():
+        lock_user(user)
+        row, _ = CheckoutSession.objects.get_or_create(
+            stripe_id=session.id,
+            defaults={"attempt": attempt, "user": user, "plan": plan, "livemode": bool(session.livemode), "url": session.url or ""},
+        )
+        plan_now = standing(user).plan
+    try:
+        if not plan_now.is_free:
+            raise AlreadySubscribed(f"You are already on {plan_now.name}: change plans on the billing page.")
+        _close_other_sessions(api, user, keys.livemode, keep=attempt, older_than=row.pk)
+    except AlreadySubscribed:
+        # Another checkout of theirs was paid while this one was made: this one must never be.
+        api.v1.checkout.sessions.expire(session.id)
+        CheckoutSession.objects.filter(pk=row.pk).update(status=CheckoutSession.Status.EXPIRED)
+        raise
+    return session.url
+
+
+def _create_session(api: stripe.StripeClient, keys: gateway.StripeKeys, user: AbstractBaseUser, plan: Plan, attempt: UUID, success_url: str, cancel_url: str) -> stripe.checkout.Session:
     params: dict[str, object] = {
         "mode": "subscription",
         "line_items": [{"price": price_id(api, plan), "quantity": 1}],
@@ -100,18 +127,13 @@ def _start_checkout_locked(api: stripe.StripeClient, keys: gateway.StripeKeys, u
     try:
         if not customer:
             raise LookupError
-        session = api.v1.checkout.sessions.create(params={**params, "customer": customer}, options={"idempotency_key": f"gpubroker-checkout-{attempt}"})
+        return api.v1.checkout.sessions.create(params={**params, "customer": customer}, options={"idempotency_key": f"gpubroker-checkout-{attempt}"})
     except (LookupError, stripe.InvalidRequestError) as exc:
         if isinstance(exc, stripe.InvalidRequestError) and exc.param != "customer":
             raise
         # No customer yet, or one from another Stripe account (emulator, then real test keys).
         params["customer_email"] = user.email
-        session = api.v1.checkout.sessions.create(params=params, options={"idempotency_key": f"gpubroker-checkout-{attempt}-email"})
-    CheckoutSession.objects.get_or_create(
-        stripe_id=session.id,
-        defaults={"attempt": attempt, "user": user, "plan": plan, "livemode": bool(session.livemode), "url": session.url or ""},
-    )
-    return session.url
+        return api.v1.checkout.sessions.create(params=params, options={"idempotency_key": f"gpubroker-checkout-{attempt}-email"})
 
 
 def complete_return(user: AbstractBaseUser, session_id: str) -> CheckoutSession:
@@ -150,11 +172,11 @@ def _paid_subscription(user: AbstractBaseUser) -> Subscription:
 
 
 def _update(user: AbstractBaseUser, subscription: Subscription, params: dict[str, object], key: str) -> Subscription:
+    """Changes the subscription at Stripe (no lock held while waiting), then saves its answer."""
     api = gateway.client()
-    with transaction.atomic():
-        lock_user(user)
-        updated = api.v1.subscriptions.update(subscription.stripe_id, params=params, options={"idempotency_key": key})
-        saved = save_subscription(updated.to_dict(), user)
+    seen = subscription_version(subscription.stripe_id)
+    updated = api.v1.subscriptions.update(subscription.stripe_id, params=params, options={"idempotency_key": key})
+    saved = sync_subscription(api, subscription.stripe_id, user_hint=user, data=updated.to_dict(), seen=seen)
     if saved is None:
         raise BillingError("Stripe answered with a plan GPUBROKER does not know; nothing was changed here.")
     return saved

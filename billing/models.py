@@ -12,7 +12,8 @@ import secrets
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import models
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 FREE_SLUG = "free"
@@ -208,6 +209,14 @@ class StripeEvent(models.Model):
 
 
 API_KEY_PREFIX = "gpb_"
+MAX_ACTIVE_KEYS = 20
+# The shown prefix carries 32 random bits and is unique: a collision (1 in ~4 billion per pair)
+# draws a new key rather than failing; eight draws in a row colliding means something is broken.
+KEY_DRAWS = 8
+
+
+class TooManyKeys(Exception):
+    """The user already holds MAX_ACTIVE_KEYS active keys."""
 
 
 def _hash_key(raw: str) -> str:
@@ -253,11 +262,25 @@ class ApiKey(models.Model):
 
     @classmethod
     def issue(cls, user: models.Model, name: str) -> tuple[ApiKey, str]:
-        """Creates a key for `user`; returns the row and the raw key, which is never stored."""
-        prefix = f"{API_KEY_PREFIX}{secrets.token_hex(4)}"
-        raw = f"{prefix}_{secrets.token_urlsafe(32).replace('_', 'x')}"
-        key = cls.objects.create(user=user, name=name, prefix=prefix, key_hash=_hash_key(raw))
-        return key, raw
+        """Creates a key for `user`; returns the row and the raw key, which is never stored.
+
+        Raises TooManyKeys at the cap. The count and the insert run under the user's row lock, so
+        two requests at once cannot both pass a count of 19.
+        """
+        with transaction.atomic():
+            get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+            if cls.objects.filter(user=user).active().count() >= MAX_ACTIVE_KEYS:
+                raise TooManyKeys(f"You already have {MAX_ACTIVE_KEYS} active keys; revoke one first.")
+            for _ in range(KEY_DRAWS):
+                prefix = f"{API_KEY_PREFIX}{secrets.token_hex(4)}"
+                raw = f"{prefix}_{secrets.token_urlsafe(32).replace('_', 'x')}"
+                try:
+                    with transaction.atomic():  # a savepoint: a collision leaves the outer transaction usable
+                        return cls.objects.create(user=user, name=name, prefix=prefix, key_hash=_hash_key(raw)), raw
+                except IntegrityError:
+                    if not cls.objects.filter(prefix=prefix).exists():
+                        raise  # not a prefix collision
+        raise IntegrityError(f"{KEY_DRAWS} API key prefixes in a row were already taken; the random source is broken")
 
     @property
     def is_active(self) -> bool:

@@ -1,9 +1,13 @@
 """Keeps our Subscription and Invoice rows in step with Stripe.
 
-Every write goes through `sync_subscription`, which locks the user's row and only then reads the
-subscription from Stripe: whatever order webhooks arrive in, and however many times, the row
-ends up as Stripe has it now. Fulfilment (`fulfil_checkout`) is one idempotent function used by
-the webhook and by the page the customer returns to.
+Every write goes through `sync_subscription`: it reads the subscription from Stripe with no
+transaction open and no lock held (a Stripe call may take 20 s × 3 tries; on SQLite an open
+write transaction would stop every other writer), then saves it under a short lock of the
+user's row. It stays order-safe by re-checking under that lock: if another sync saved the row
+while this one was reading, this read may be the older one, so it reads again instead of
+writing. Whatever order webhooks arrive in, and however many times, the row ends up as Stripe
+has it now. Fulfilment (`fulfil_checkout`) is one idempotent function used by the webhook and by
+the page the customer returns to.
 """
 
 from __future__ import annotations
@@ -107,23 +111,59 @@ def lock_user(user: AbstractBaseUser) -> None:
     User.objects.select_for_update().filter(pk=user.pk).first()
 
 
-def sync_subscription(api: stripe.StripeClient, subscription_id: str, *, user_hint: AbstractBaseUser | None = None, failed_at: datetime | None = None) -> Subscription | None:
-    """Reads the subscription from Stripe under the user's lock and saves it; None if not ours."""
+# Reads that lose the race to another sync are retried this many times; then the other one's
+# save stands (it read Stripe after this one started, so it is no older).
+SYNC_READS = 5
+_UNREAD = object()
+
+
+class _Overtaken(Exception):
+    """Another sync saved the subscription while this one was reading it from Stripe."""
+
+
+def subscription_version(subscription_id: str) -> datetime | None:
+    """What the row looks like before a Stripe read, to compare with after it (None: no row yet)."""
+    return Subscription.objects.filter(stripe_id=subscription_id).values_list("updated_at", flat=True).first()
+
+
+def _save_unless_overtaken(data: dict[str, Any], seen: datetime | None, user_hint: AbstractBaseUser | None, failed_at: datetime | None) -> Subscription | None:
+    user = _user_for(data, user_hint)
+    if user is None:
+        return None
     with transaction.atomic():
-        known = Subscription.objects.filter(stripe_id=subscription_id).select_related("user").first()
-        user = known.user if known else None
-        if user is None:
-            user = _user_for(api.v1.subscriptions.retrieve(subscription_id).to_dict(), user_hint)
-            if user is None:
-                return None
         lock_user(user)
-        # Read after taking the lock: a slower, older read can never overwrite a newer one.
-        data = api.v1.subscriptions.retrieve(subscription_id).to_dict()
+        if subscription_version(data["id"]) != seen:
+            raise _Overtaken
         return save_subscription(data, user, failed_at)
+
+
+def sync_subscription(api: stripe.StripeClient, subscription_id: str, *, user_hint: AbstractBaseUser | None = None, failed_at: datetime | None = None, data: dict[str, Any] | None = None, seen: Any = _UNREAD) -> Subscription | None:
+    """Reads the subscription from Stripe, then saves it under a short lock; None if not ours.
+
+    `data` is Stripe's answer the caller already has (e.g. from an update), with `seen`, the
+    `subscription_version` taken before that call was made.
+    """
+    if seen is _UNREAD:
+        data = None
+    for _ in range(SYNC_READS):
+        if data is None:
+            seen = subscription_version(subscription_id)
+            data = api.v1.subscriptions.retrieve(subscription_id).to_dict()
+        try:
+            return _save_unless_overtaken(data, seen, user_hint, failed_at)
+        except _Overtaken:
+            data = None  # a newer save may hold a newer state: read again rather than write ours
+    log.warning("subscription %s: overtaken %d times while syncing; the latest save stands", subscription_id, SYNC_READS)
+    return Subscription.objects.filter(stripe_id=subscription_id).first()
 
 
 def record_invoice(data: dict[str, Any], subscription: Subscription) -> Invoice:
     """Saves an invoice; a paid (or void) invoice never goes back to open or failed."""
+    with transaction.atomic():
+        return _record_invoice_locked(data, subscription)
+
+
+def _record_invoice_locked(data: dict[str, Any], subscription: Subscription) -> Invoice:
     row = Invoice.objects.select_for_update().filter(stripe_id=data["id"]).first()
     if row and row.status in TERMINAL_INVOICE_STATUSES:
         return row

@@ -166,7 +166,9 @@ def stripe_webhook(request: HttpRequest) -> JsonResponse:
     except gateway.WebhookRejected as exc:
         return JsonResponse({"error": str(exc)}, status=400)
     except gateway.StripeNotConfigured as exc:
-        return JsonResponse({"error": f"payments are not configured: {exc}"}, status=503)
+        # The reason names variables and key kinds: for the operator's log, not for any caller.
+        log.error("stripe webhook refused: payments are not configured: %s", exc)
+        return JsonResponse({"error": "payments are not available at the moment; retry later"}, status=503)
     try:
         outcome = webhooks.process(gateway.client(keys), event)
     except stripe.StripeError as exc:

@@ -1,7 +1,10 @@
-"""Stripe webhook events: stored once by id, then acted on, in one transaction.
+"""Stripe webhook events: acted on, then stored once by id.
 
-A replayed event finds its stored row and changes nothing. A failure while acting (Stripe
-unreachable) rolls the stored row back too, so Stripe's retry does the work again.
+Acting reads from Stripe, so it runs with no transaction open (billing.subscriptions saves under
+short locks of its own) and is idempotent: every handler re-reads Stripe and writes what Stripe
+has now. A replayed event finds its stored row and changes nothing. A failure while acting
+(Stripe unreachable) stores nothing, so Stripe's retry does the work again; two deliveries of
+one event at once both act, harmlessly, and one stores it.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 import stripe
-from django.db import transaction
 
 from billing.models import StripeEvent
 from billing.subscriptions import fulfil_checkout, invoice_subscription_id, record_invoice, stamp, sync_subscription
@@ -54,23 +56,20 @@ HANDLERS: dict[str, Callable[[stripe.StripeClient, Event], str]] = {
 
 
 def process(api: stripe.StripeClient, event: Event) -> str:
-    """Stores `event` (verified by the caller) and acts on it once; returns what happened."""
-    with transaction.atomic():
-        row, created = StripeEvent.objects.get_or_create(
-            stripe_id=event["id"],
-            defaults={
-                "type": event["type"],
-                "livemode": bool(event.get("livemode")),
-                "api_version": event.get("api_version") or "",
-                "created": stamp(event.get("created")),
-                "payload": event,
-            },
-        )
-        if not created:
-            return DUPLICATE
-        handler = HANDLERS.get(event["type"])
-        outcome = handler(api, event) if handler else "stored: not a type GPUBROKER acts on"
-        row.outcome = outcome[:200]
-        row.save(update_fields=["outcome"])
-        return outcome
-
+    """Acts on `event` (verified by the caller) unless it was already, then stores it; returns what happened."""
+    if StripeEvent.objects.filter(stripe_id=event["id"]).exists():
+        return DUPLICATE
+    handler = HANDLERS.get(event["type"])
+    outcome = handler(api, event) if handler else "stored: not a type GPUBROKER acts on"
+    _, created = StripeEvent.objects.get_or_create(
+        stripe_id=event["id"],
+        defaults={
+            "type": event["type"],
+            "livemode": bool(event.get("livemode")),
+            "api_version": event.get("api_version") or "",
+            "created": stamp(event.get("created")),
+            "payload": event,
+            "outcome": outcome[:200],
+        },
+    )
+    return outcome if created else DUPLICATE

@@ -64,9 +64,5 @@ def test_the_landing_page_works_on_a_phone(page: Page, server_url: str, artifact
 def test_health_is_green_on_the_real_stack(page: Page, server_url: str) -> None:
     response = page.request.get(server_url + "/health")
     assert response.status == 200
-    body = response.json()
-    assert {name: check["backend"] for name, check in body["checks"].items()} == {
-        "database": "postgresql",
-        "cache": "redis",
-        "channel_layer": "redis",
-    }
+    # Signed out: component names and up/down only (backends and reasons are for staff).
+    assert response.json() == {"status": "ok", "checks": {"database": {"ok": True}, "cache": {"ok": True}, "channel_layer": {"ok": True}}, "down": []}

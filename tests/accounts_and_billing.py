@@ -25,6 +25,16 @@ PASSWORD = "correct-horse-battery-staple"
 CARD = {"cardExpiry": "12 / 34", "cardCvc": "123", "billingName": "Ada Lovelace"}
 
 
+def seed_plans() -> None:
+    """The plans billing's migration seeds, again: a transactional test's flush removed them."""
+    import importlib
+
+    from billing.models import Plan
+
+    for plan in importlib.import_module("billing.migrations.0002_seed_plans").PLANS:
+        Plan.objects.get_or_create(slug=plan["slug"], defaults=plan)
+
+
 def make_user(email: str = "ada@example.com", verified: bool = True) -> Any:
     user = get_user_model().objects.create_user(username=email.split("@")[0], email=email, password=PASSWORD)
     EmailAddress.objects.create(user=user, email=email, verified=verified, primary=True)

@@ -15,8 +15,32 @@ import pytest
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/1")
 
+# Distinctive fake secrets, which tests.secret_scan looks for in every response and log record.
+FAKE_SECRET_KEY = "fake-secret-key-for-tests-3f9c1a7e5b2d4068a1c9e7f3b5d20486"
+FAKE_DATABASE_PASSWORD = "fake-db-password-for-tests-8e41c2"
+
+
+def _with_fake_password(url: str) -> str:
+    """`url` with FAKE_DATABASE_PASSWORD when it has none and the server does not check passwords
+    (trust authentication, as on the test machines); otherwise `url` unchanged."""
+    parts = urlsplit(url)
+    if parts.password is not None or not parts.username:
+        return url
+    netloc = f"{parts.username}:{FAKE_DATABASE_PASSWORD}@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    candidate = urlunsplit(parts._replace(netloc=netloc))
+    try:
+        import psycopg
+
+        probe = urlunsplit(urlsplit(candidate)._replace(path="/postgres", scheme="postgresql"))
+        with psycopg.connect(probe, connect_timeout=3):
+            return candidate
+    except Exception:  # password checked, or server down (reported by pytest_configure below)
+        return url
+
+
 # Settings are read from the environment when Django starts, which happens after this module.
-os.environ["DATABASE_URL"] = TEST_DATABASE_URL
+os.environ["DATABASE_URL"] = _with_fake_password(TEST_DATABASE_URL)
+os.environ.setdefault("SECRET_KEY", FAKE_SECRET_KEY)
 os.environ["REDIS_URL"] = TEST_REDIS_URL
 os.environ["GPUBROKER_MODE"] = "sandbox"
 # Close connections after each use, so threads of async tests leave none behind at teardown.

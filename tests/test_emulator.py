@@ -161,3 +161,52 @@ def test_the_hosted_page_is_a_real_form(sdk: stripe.StripeClient, stripe_emulato
         assert label in page
     assert "$49.00" in page and 'href="http://app/back"' in page
     assert httpx.get(f"{stripe_emulator.url}/c/pay/cs_test_unknown").status_code == 404
+
+
+def _raw_request(url: str, head: str) -> bytes:
+    """Sends `head` as-is on a socket and returns what the emulator answers (bounded wait)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(head.encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize("length", ["-1", "+5", "abc", " -20 "])
+def test_a_malformed_content_length_is_refused_at_once_instead_of_blocking(stripe_emulator: Stripe, length: str) -> None:
+    answer = _raw_request(stripe_emulator.url, f"POST /v1/customers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk_test_x\r\nContent-Length: {length}\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+
+
+def test_a_malformed_content_length_on_a_hosted_page_is_a_400_not_a_500(stripe_emulator: Stripe) -> None:
+    answer = _raw_request(stripe_emulator.url, "POST /c/pay/cs_test_nothing HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+
+
+def test_an_idempotency_key_is_forgotten_after_24_hours_like_at_stripe(sdk: stripe.StripeClient, stripe_emulator: Stripe) -> None:
+    now = [1_700_000_000.0]
+    stripe_emulator.state.idempotency.clock = lambda: now[0]
+    first = sdk.v1.customers.create(params={"email": "a@example.com"}, options={"idempotency_key": "day-old"})
+    now[0] += 24 * 3600 - 1
+    assert sdk.v1.customers.create(params={"email": "a@example.com"}, options={"idempotency_key": "day-old"}).id == first.id
+    now[0] += 2
+    assert sdk.v1.customers.create(params={"email": "a@example.com"}, options={"idempotency_key": "day-old"}).id != first.id
+    assert len(stripe_emulator.state.idempotency) == 1
+
+
+def test_the_idempotency_store_keeps_at_most_its_cap_dropping_the_oldest_answers() -> None:
+    from billing.emulator.state import IdempotencyStore
+
+    store = IdempotencyStore(clock=lambda: 0.0, max_keys=3)
+    for n in range(10):
+        store.put(f"key-{n}", "fingerprint", 200, {"n": n})
+    assert len(store) == 3
+    assert store.get("key-6") is None and store.get("key-9") == ("fingerprint", 200, {"n": 9})

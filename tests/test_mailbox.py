@@ -77,3 +77,22 @@ def test_the_mailbox_does_not_exist_in_live_mode(settings: Any) -> None:
 def test_an_empty_mailbox_says_so(settings: Any, tmp_path: Path) -> None:
     settings.SANDBOX_MAILBOX_DIR = tmp_path / "never-created"
     assert "No messages yet" in Client().get("/sandbox/mailbox/").content.decode()
+
+
+def test_a_sandbox_reachable_from_elsewhere_shows_the_mailbox_only_to_this_machine_or_staff(sink: int) -> None:
+    from django.contrib.auth import get_user_model
+
+    send_over_smtp(sink, "Reset your password")
+    elsewhere = Client(REMOTE_ADDR="203.0.113.7")
+    assert elsewhere.get("/sandbox/mailbox/").status_code == 403
+    assert b"Reset your password" not in elsewhere.get("/sandbox/mailbox/").content
+    assert elsewhere.post("/sandbox/mailbox/").status_code == 403
+    relayed = Client(REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.7")
+    assert relayed.get("/sandbox/mailbox/").status_code == 403
+    signed_in = Client(REMOTE_ADDR="203.0.113.7")
+    signed_in.force_login(get_user_model().objects.create_user("ada", "ada@example.com", "pw"))
+    assert signed_in.get("/sandbox/mailbox/").status_code == 403
+    staff = Client(REMOTE_ADDR="203.0.113.7")
+    staff.force_login(get_user_model().objects.create_user("ops", "ops@example.com", "pw", is_staff=True))
+    assert b"Reset your password" in staff.get("/sandbox/mailbox/").content
+    assert b"Reset your password" in Client(REMOTE_ADDR="127.0.0.1").get("/sandbox/mailbox/").content

@@ -147,3 +147,12 @@ def test_when_stripe_cannot_be_reached_nothing_is_stored_and_stripe_is_asked_to_
     settings.STRIPE_EMULATOR_URL = stripe_emulator.url  # back up: the retry does the work
     assert deliver(Client(), completed[0], signature_header(completed[0], WEBHOOK_SECRET)).json()["outcome"].startswith("fulfilled")
     assert current_plan(user).slug == "pro"
+
+
+def test_a_webhook_while_payments_are_misconfigured_answers_a_generic_503_and_logs_the_reason(settings: Any, caplog: pytest.LogCaptureFixture) -> None:
+    settings.STRIPE_TEST_SECRET_KEY = "sk_live_wrongkind0123456789"
+    response = deliver(Client(), '{"id": "evt_1"}', "t=1,v1=00")
+    assert response.status_code == 503
+    assert "STRIPE_" not in response.content.decode() and "sk_live" not in response.content.decode()
+    assert any("STRIPE_TEST_SECRET_KEY" in record.getMessage() for record in caplog.records)
+    assert not any("wrongkind0123456789" in record.getMessage() for record in caplog.records)

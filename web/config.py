@@ -7,6 +7,7 @@ so tests can call `load_config` with any mapping.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,6 +31,16 @@ SANDBOX_EMAIL_URL = "smtp://127.0.0.1:1025"
 # Sandbox relaxes every plan's API rate by this factor so a person clicking around never meets a
 # 429; live enforces the plan limits as sold (product spec, "Modes").
 DEFAULT_SANDBOX_RATE_MULTIPLIER = 10
+
+
+# `scheme://user:password@` in any URL (database, Redis, SMTP): the password part is never shown.
+_URL_PASSWORD = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^:@/\s]*):[^@/\s]+@", re.IGNORECASE)
+REDACTED = "********"
+
+
+def redact_url(text: str) -> str:
+    """`text` with the password of every URL in it replaced, e.g. redis://:********@host:6379/0."""
+    return _URL_PASSWORD.sub(lambda m: f"{m['head']}:{REDACTED}@", text)
 
 
 class ConfigError(ImproperlyConfigured):
@@ -59,6 +70,19 @@ class Config:
     @property
     def is_live(self) -> bool:
         return self.mode == LIVE
+
+    def __repr__(self) -> str:
+        # Shown by DEBUG error pages, `diffsettings` and tracebacks: what is configured, never a
+        # secret (the key, the database and SMTP passwords, the password inside REDIS_URL).
+        database = {k: v for k, v in self.database.items() if k != "PASSWORD"}
+        email = {k: v for k, v in self.email.items() if "PASSWORD" not in k}
+        return (
+            f"Config(mode={self.mode!r}, debug={self.debug}, secret_key={REDACTED!r}, allowed_hosts={self.allowed_hosts!r}, "
+            f"database={database!r}, redis_url={redact_url(self.redis_url) if self.redis_url else None!r}, email={email!r}, "
+            f"base_url={self.base_url!r}, rate_limit_enabled={self.rate_limit_enabled}, rate_limit_multiplier={self.rate_limit_multiplier})"
+        )
+
+    __str__ = __repr__
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:

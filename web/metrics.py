@@ -3,22 +3,31 @@
 Request latency is observed by `LatencyMiddleware` (and by the fast path for the requests it
 answers). Provider, circuit and worker figures are read at scrape time from what the worker
 records in the database and the streams, so every web instance reports the same picture.
+
+Who may scrape: a request with `Authorization: Bearer <METRICS_TOKEN>` when that is set; with no
+token set, a request from this machine (a loopback address, not through a proxy, i.e. with no
+X-Forwarded-For); and signed-in staff. Everyone else gets a bare 403. A scrape costs one small
+query (the active providers) and reuses one Redis connection pool per process.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from web.access import local_or_staff
 from web.middleware import HybridMiddleware
 
 logger = logging.getLogger("gpubroker.metrics")
@@ -113,8 +122,6 @@ class CatalogCollector(Collector):
     @staticmethod
     def _stream_backlog() -> GaugeMetricFamily:
         """Events each consumer group has not finished (unread + unacknowledged): the workers' lag."""
-        from django.conf import settings
-
         from providers import events
 
         backlog = GaugeMetricFamily("gpubroker_stream_backlog", "Events not yet processed, per stream and consumer group", labels=["stream", "group"])
@@ -123,7 +130,7 @@ class CatalogCollector(Collector):
         import redis
 
         try:
-            client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=0.25, socket_timeout=0.25)
+            client = _redis(settings.REDIS_URL)
             for stream in (events.PRICE_UPDATES, events.PROVIDER_EVENTS, events.PRICE_ALERTS):
                 if not client.exists(stream):
                     continue
@@ -134,10 +141,30 @@ class CatalogCollector(Collector):
         return backlog
 
 
+@lru_cache(maxsize=2)
+def _redis(url: str) -> Any:
+    """One client, so one connection pool, per process (a scrape used to open a new pool)."""
+    import redis
+
+    return redis.Redis.from_url(url, socket_connect_timeout=0.25, socket_timeout=0.25)
+
+
 _collector = CatalogCollector()
 REGISTRY.register(_collector)
 
 
+def may_scrape(request: HttpRequest) -> bool:
+    token = settings.METRICS_TOKEN
+    if token:
+        sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if sent and hmac.compare_digest(sent.encode(), token.encode()):
+            return True
+        return bool(getattr(request, "user", None) and request.user.is_staff)
+    return local_or_staff(request)
+
+
 @require_GET
 def metrics(request: HttpRequest) -> HttpResponse:
+    if not may_scrape(request):
+        return HttpResponseForbidden("Forbidden", content_type="text/plain")
     return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)

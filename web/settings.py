@@ -256,6 +256,12 @@ if CONFIG.is_live:
     SECURE_HSTS_SECONDS = 31536000
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
+# /metrics: scrapers send `Authorization: Bearer $METRICS_TOKEN`; unset, only this machine and staff.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "").strip()
+if CONFIG.is_live and METRICS_TOKEN and len(METRICS_TOKEN) < 24:
+    raise ConfigError("METRICS_TOKEN", "too short for live mode; use at least 24 random characters")
+# DEBUG error pages hide every secret: CONFIG, URL passwords, credentials (web/redaction.py).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "web.redaction.SecretsFilter"
 # /health is probed by load balancers over plain HTTP inside the network.
 SECURE_REDIRECT_EXEMPT = [r"^health$"]
 

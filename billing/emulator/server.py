@@ -222,6 +222,8 @@ class Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         try:
             response = self._respond(method)
+        except StripeError as exc:  # a request we refuse before routing it (its body)
+            response = json_response(exc.status, exc.body())
         except Exception:  # the emulator must answer like Stripe, never drop the connection
             log.exception("emulator error on %s %s", method, self.path)
             response = json_response(500, {"error": {"type": "api_error", "message": "An unexpected error occurred in the Stripe emulator."}})
@@ -235,8 +237,14 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(response.body)
 
     def _body(self) -> str:
-        length = int(self.headers.get("Content-Length") or 0)
+        raw = (self.headers.get("Content-Length") or "0").strip()
+        # Digits only: int() would take "-1" (read(-1) waits for the client to close) or "+5".
+        if not raw.isdigit():
+            self.close_connection = True  # the body's end is unknown: this connection cannot be reused
+            raise StripeError(400, f"Invalid Content-Length header: {raw[:20]!r}.")
+        length = int(raw)
         if length > MAX_BODY_BYTES:
+            self.close_connection = True
             raise StripeError(413, "Request body too large.")
         return self.rfile.read(length).decode("utf-8") if length else ""
 
@@ -275,8 +283,9 @@ class Handler(BaseHTTPRequestHandler):
         idem_key = self.headers.get("Idempotency-Key") if method == "POST" else None
         fingerprint = hashlib.sha256(f"{method} {path} {json.dumps(params, sort_keys=True)}".encode()).hexdigest()
         with em.lock:
-            if idem_key and idem_key in em.idempotency:
-                seen, status, saved = em.idempotency[idem_key]
+            replay = em.idempotency.get(idem_key) if idem_key else None
+            if replay:
+                seen, status, saved = replay
                 if seen != fingerprint:
                     error = StripeError(400, f"Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '{idem_key}' if you meant to execute a different request.", type="idempotency_error")
                     return json_response(400, error.body())
@@ -286,7 +295,7 @@ class Handler(BaseHTTPRequestHandler):
             except StripeError as exc:
                 status, result = exc.status, exc.body()
             if idem_key:
-                em.idempotency[idem_key] = (fingerprint, status, result)
+                em.idempotency.put(idem_key, fingerprint, status, result)
         if method != "GET":
             em.commit()
         return json_response(status, result, {"Idempotency-Key": idem_key} if idem_key else None)

@@ -14,6 +14,7 @@ import os
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,6 +28,10 @@ from billing.emulator.webhooks import WebhookSender
 Obj = dict[str, Any]
 KINDS = ("customer", "product", "price", "checkout.session", "subscription", "invoice", "billing_portal.session", "event")
 SESSION_LIFETIME_SECONDS = 24 * 3600
+# Stripe keeps an idempotency key's answer for 24 hours; the cap bounds memory against a client
+# that sends a fresh key with every request (the oldest answers go first).
+IDEMPOTENCY_TTL_SECONDS = 24 * 3600
+IDEMPOTENCY_MAX_KEYS = 10_000
 
 
 class StripeError(Exception):
@@ -90,6 +95,40 @@ def _metadata(params: Obj, name: str = "metadata") -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items()}
 
 
+class IdempotencyStore:
+    """Answers by idempotency key, each kept 24 hours as at Stripe, at most `max_keys` of them."""
+
+    def __init__(self, clock: Callable[[], float], ttl_seconds: float = IDEMPOTENCY_TTL_SECONDS, max_keys: int = IDEMPOTENCY_MAX_KEYS) -> None:
+        self.clock, self.ttl_seconds, self.max_keys = clock, ttl_seconds, max_keys
+        self._answers: OrderedDict[str, tuple[float, str, int, Obj]] = OrderedDict()  # oldest first
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+    def __contains__(self, key: str) -> bool:
+        return self.get(key) is not None
+
+    def get(self, key: str) -> tuple[str, int, Obj] | None:
+        """(request fingerprint, status, body) of the first request with `key`, if still kept."""
+        self._expire()
+        found = self._answers.get(key)
+        return found[1:] if found else None
+
+    def put(self, key: str, fingerprint: str, status: int, body: Obj) -> None:
+        self._expire()
+        self._answers[key] = (self.clock(), fingerprint, status, body)
+        while len(self._answers) > self.max_keys:
+            self._answers.popitem(last=False)
+
+    def _expire(self) -> None:
+        cutoff = self.clock() - self.ttl_seconds
+        while self._answers:
+            stored_at = next(iter(self._answers.values()))[0]
+            if stored_at > cutoff:
+                break
+            self._answers.popitem(last=False)
+
+
 class Emulator:
     """All state behind one lock; webhooks leave through the sender after the lock is released."""
 
@@ -100,7 +139,7 @@ class Emulator:
         self.clock = clock
         self.lock = threading.RLock()
         self.db: dict[str, dict[str, Obj]] = {kind: {} for kind in KINDS}
-        self.idempotency: dict[str, tuple[str, int, Obj]] = {}
+        self.idempotency = IdempotencyStore(clock)
         self.saved_cards: dict[str, str] = {}  # customer id -> card number used at checkout (for renewals)
         self._pending: list[Obj] = []
         if state_file and state_file.exists():

@@ -5,12 +5,11 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from billing.entitlements import standing
-from billing.models import ApiKey
-
-MAX_ACTIVE_KEYS = 20
+from billing.models import ApiKey, TooManyKeys
 
 
 class ApiKeyForm(forms.Form):
@@ -33,15 +32,18 @@ def settings_page(request: HttpRequest) -> HttpResponse:
     return _render(request, ApiKeyForm())
 
 
+@never_cache  # the answer holds the new key in clear: no browser or proxy may keep a copy
 @login_required
 @require_POST
 def create_api_key(request: HttpRequest) -> HttpResponse:
     form = ApiKeyForm(request.POST)
-    if form.is_valid() and ApiKey.objects.filter(user=request.user).active().count() >= MAX_ACTIVE_KEYS:
-        form.add_error("name", f"You already have {MAX_ACTIVE_KEYS} active keys; revoke one first.")
     if not form.is_valid():
         return _render(request, form, status=400)
-    _, raw = ApiKey.issue(request.user, form.cleaned_data["name"])
+    try:
+        _, raw = ApiKey.issue(request.user, form.cleaned_data["name"])
+    except TooManyKeys as exc:
+        form.add_error("name", str(exc))
+        return _render(request, form, status=400)
     # Rendered, not redirected: the key is shown this once and never stored in clear.
     return _render(request, ApiKeyForm(), new_key=raw, status=201)
 

@@ -1,8 +1,14 @@
-"""`/health`: is every dependency of this instance up? For load balancers and operators."""
+"""`/health`: is every dependency of this instance up? For load balancers and operators.
+
+Anyone gets the component names and up/down (all a load balancer needs). Staff also get each
+backend, latency and the reason for a failure. The reason also goes to the log, with any
+password in it blanked; an exception's text names hosts and users, so it is never public.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from typing import Any
@@ -17,7 +23,10 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from web.config import redact_url
+
 CHECK_TIMEOUT_SECONDS = 2.0
+log = logging.getLogger("gpubroker.health")
 
 
 def _backend_name(dotted: str) -> str:
@@ -71,9 +80,17 @@ async def _run(name: str, check: Any) -> tuple[str, dict[str, Any]]:
         result["ok"] = True
     except Exception as exc:  # any failure of a dependency is a "down", reported, never a 500
         reason = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
-        result = {"ok": False, "backend": backend, "error": f"{backend} unreachable or failing ({reason})"[:300]}
+        result = {"ok": False, "backend": backend, "error": redact_url(f"{backend} unreachable or failing ({reason})")[:300]}
+        log.warning("health: %s is down: %s", name, result["error"])
     result["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
     return name, result
+
+
+async def _is_staff(request: HttpRequest) -> bool:
+    try:
+        return bool((await request.auser()).is_staff)
+    except Exception:  # sessions live in the database, which may be the thing that is down
+        return False
 
 
 @never_cache
@@ -86,12 +103,15 @@ async def health(request: HttpRequest) -> JsonResponse:
             _run("channel_layer", _check_channel_layer),
         )
     )
-    down = [f"{name} ({result['backend']})" for name, result in checks.items() if not result["ok"]]
+    down = [name for name, result in checks.items() if not result["ok"]]
+    status = 503 if down else 200
+    if not await _is_staff(request):
+        return JsonResponse({"status": "down" if down else "ok", "checks": {name: {"ok": result["ok"]} for name, result in checks.items()}, "down": down}, status=status)
     body = {
         "status": "down" if down else "ok",
         "mode": settings.GPUBROKER_MODE,
         "corecalc": corecalc.__version__,
         "checks": checks,
-        "down": down,
+        "down": [f"{name} ({checks[name]['backend']})" for name in down],
     }
-    return JsonResponse(body, status=503 if down else 200)
+    return JsonResponse(body, status=status)

@@ -1,4 +1,8 @@
-"""SANDBOX conveniences: the mailbox that shows what the mail sink caught (404 in LIVE)."""
+"""SANDBOX conveniences: the mailbox that shows what the mail sink caught (404 in LIVE).
+
+The mail holds activation and password-reset links, so a sandbox reachable beyond this machine
+shows it only to requests from this machine and to signed-in staff (403 for anyone else).
+"""
 
 from collections.abc import Callable
 from functools import wraps
@@ -6,10 +10,12 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
+from web.access import local_or_staff
 from web.mailsink import MailStore
 
 
@@ -18,6 +24,8 @@ def sandbox_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespons
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if settings.GPUBROKER_MODE != "sandbox":
             raise Http404("The sandbox mailbox exists only in SANDBOX mode.")
+        if not local_or_staff(request):
+            raise PermissionDenied("The sandbox mailbox is shown only on this machine or to staff.")
         return view(request, *args, **kwargs)
 
     return wrapper
