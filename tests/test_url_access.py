@@ -38,6 +38,8 @@ ACCESS: dict[str, tuple[str | int, str | int]] = {
     "": (OPEN, OPEN),
     "health": (OPEN, OPEN),  # up/down only; details to staff (tests/test_health.py)
     "plans/": (OPEN, OPEN),
+    "terms/": (OPEN, OPEN),
+    "privacy/": (OPEN, OPEN),
     "browse/": (OPEN, OPEN),
     "dashboard/": (LOGIN, OPEN),
     "settings/": (LOGIN, OPEN),
