@@ -19,8 +19,6 @@ TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/1")
 os.environ["DATABASE_URL"] = TEST_DATABASE_URL
 os.environ["REDIS_URL"] = TEST_REDIS_URL
 os.environ["GPUBROKER_MODE"] = "sandbox"
-# Close connections after each use, so threads of async tests leave none behind at teardown.
-os.environ["DATABASE_CONN_MAX_AGE"] = "0"
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "web.settings")
 
 START_HINTS = {

@@ -34,7 +34,7 @@ def error_for(env: dict[str, str], tmp_path: Path) -> ConfigError:
 def test_it_defaults_to_sandbox_on_sqlite_and_memory_layers(tmp_path: Path) -> None:
     config = load({}, tmp_path)
     assert config.mode == "sandbox"
-    assert config.database["ENGINE"] == "django.db.backends.sqlite3"
+    assert config.database["ENGINE"] == "web.db.sqlite3"  # SQLite with bounded connections
     assert config.database["NAME"] == str(tmp_path / "var" / "gpubroker.sqlite3")
     assert config.redis_url is None
     assert config.email["EMAIL_HOST"] == "127.0.0.1" and config.email["EMAIL_PORT"] == 1025
