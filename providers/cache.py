@@ -11,6 +11,10 @@
   lock keeps it to one: at most one or two recomputations whatever the number of requests.
 - A hard miss (nothing, or past expiry) computes in the caller; concurrent callers of the same key
   wait for that one computation (single flight).
+- Rebuilt when prices change: every entry records the price generation it was built under (the
+  newest stored price, see `providers.freshness`), polled at most once a second in the background.
+  An entry of an older generation is still served, and its rebuild starts at once in the
+  background, as an early refresh would: readers never wait for it, and it runs once per key.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ PRICE_TTL = 60.0
 STATIC_TTL = 300.0
 L2_MAX_ENTRIES = 10_000
 REDIS_RETRY_AFTER = 5.0  # seconds L1 is skipped after a Redis error
-_HEADER = struct.Struct("!dd16s")  # expires_at, delta, token
+_HEADER = struct.Struct("!dd16sq")  # expires_at, delta, token, generation
+GENERATION_POLL_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -43,14 +48,15 @@ class CacheEntry:
     expires_at: float  # wall clock, so instances agree through Redis
     delta: float  # seconds the computation took: XFetch refreshes expensive values earlier
     token: str  # changes with every computation (lets a response template know it is current)
+    generation: int = 0  # the price generation it was built under
 
     def pack(self) -> bytes:
-        return _HEADER.pack(self.expires_at, self.delta, bytes.fromhex(self.token)) + self.value
+        return _HEADER.pack(self.expires_at, self.delta, bytes.fromhex(self.token), self.generation) + self.value
 
     @classmethod
     def unpack(cls, raw: bytes) -> CacheEntry:
-        expires_at, delta, token = _HEADER.unpack_from(raw)
-        return cls(bytes(raw[_HEADER.size :]), expires_at, delta, token.hex())
+        expires_at, delta, token, generation = _HEADER.unpack_from(raw)
+        return cls(bytes(raw[_HEADER.size :]), expires_at, delta, token.hex(), generation)
 
 
 @dataclass
@@ -60,6 +66,7 @@ class CacheStats:
     misses: int = 0
     computes: int = 0
     early_refreshes: int = 0
+    generation_refreshes: int = 0  # rebuilds started because prices changed
     redis_errors: int = 0
 
 
@@ -71,11 +78,14 @@ class TieredCache:
         self,
         redis_client: Any | None,
         *,
-        prefix: str = "gpubroker:c:",
+        prefix: str = "gpubroker:c2:",  # c2: entries carry their generation
         max_entries: int = L2_MAX_ENTRIES,
         clock: Callable[[], float] = time.time,
         beta: float = 1.0,
         executor: ThreadPoolExecutor | None = None,
+        generation_source: Callable[[], int] | None = None,
+        generation_poll_seconds: float = GENERATION_POLL_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.redis = redis_client
         self.prefix = prefix
@@ -93,6 +103,35 @@ class TieredCache:
         # Request (path?query) -> (entry key, ttl, compute): lets a front server answer a request
         # it has seen before straight from L2 (see web.fastpath), bounded like L2.
         self._routes: OrderedDict[str, tuple[str, float, Compute]] = OrderedDict()
+        # The price generation: read by a background poll (it may need the database), never inline.
+        self._generation_source = generation_source
+        self._generation_poll_seconds = generation_poll_seconds
+        self._monotonic = monotonic
+        self.generation = 0
+        self._generation_polled_at = float("-inf")
+        self._generation_polling = False
+
+    # ----- price generation -----
+    def current_generation(self) -> int:
+        """The last known price generation; starts a background poll when it is over a second old."""
+        if self._generation_source is not None and not self._generation_polling:
+            if self._monotonic() - self._generation_polled_at >= self._generation_poll_seconds:
+                with self._lock:
+                    if self._generation_polling:
+                        return self.generation
+                    self._generation_polling = True
+                self._executor.submit(self._poll_generation)
+        return self.generation
+
+    def _poll_generation(self) -> None:
+        assert self._generation_source is not None
+        try:
+            self.generation = max(self.generation, self._generation_source())
+        except Exception:
+            logger.exception("could not read the price generation; entries keep their time-based expiry")
+        finally:
+            self._generation_polled_at = self._monotonic()
+            self._generation_polling = False
 
     # ----- L2 -----
     def peek(self, key: str) -> CacheEntry | None:
@@ -171,7 +210,10 @@ class TieredCache:
     def maybe_refresh_early(self, key: str, entry: CacheEntry, ttl: float, compute: Compute, now: float | None = None) -> bool:
         """Starts a background rebuild when XFetch says so; never blocks. True if one started."""
         now = self.clock() if now is None else now
-        if key in self._refreshing or not should_refresh(now, entry.expires_at, max(entry.delta, 0.001), self.beta):
+        if key in self._refreshing:
+            return False
+        outdated = entry.generation < self.current_generation()
+        if not outdated and not should_refresh(now, entry.expires_at, max(entry.delta, 0.001), self.beta):
             return False
         with self._lock:
             if key in self._refreshing or key in self._inflight:
@@ -182,7 +224,10 @@ class TieredCache:
             with self._lock:
                 self._refreshing.discard(key)
             return False
-        self.stats.early_refreshes += 1
+        if outdated:
+            self.stats.generation_refreshes += 1
+        else:
+            self.stats.early_refreshes += 1
 
         def rebuild() -> None:
             try:
@@ -197,11 +242,12 @@ class TieredCache:
         return True
 
     def _store(self, key: str, ttl: float, compute: Compute) -> CacheEntry:
+        generation = self.generation  # read before computing: a change during it triggers another
         started = time.perf_counter()
         value = compute()
         delta = time.perf_counter() - started
         self.stats.computes += 1
-        entry = CacheEntry(value, self.clock() + ttl, delta, uuid.uuid4().hex)
+        entry = CacheEntry(value, self.clock() + ttl, delta, uuid.uuid4().hex, generation)
         self._l2_set(key, entry)
         self._l1_set(key, entry)
         if self.on_refreshed is not None:
@@ -294,7 +340,9 @@ def shared_cache() -> TieredCache:
         if _shared is None:
             from django.conf import settings
 
-            _shared = TieredCache(fail_fast_redis(settings.REDIS_URL) if settings.REDIS_URL else None)
+            from providers.freshness import newest_price_id
+
+            _shared = TieredCache(fail_fast_redis(settings.REDIS_URL) if settings.REDIS_URL else None, generation_source=newest_price_id)
         return _shared
 
 

@@ -198,3 +198,48 @@ async def test_a_stampede_through_the_api_recomputes_at_most_twice(catalog: None
         assert len(builds) - before <= 2
     finally:
         reset_shared_cache(None)
+
+
+class InlineExecutor(ThreadPoolExecutor):
+    """Runs background work at once, in the caller: the test sees its result without waiting."""
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def,override]
+        fn(*args, **kwargs)
+
+
+def test_an_entry_built_before_prices_changed_is_rebuilt_once_and_served_meanwhile() -> None:
+    generation, monotonic = [7], Clock()
+    cache = TieredCache(None, clock=Clock(), executor=InlineExecutor(), generation_source=lambda: generation[0], monotonic=monotonic)
+    compute = Counter()
+    cache.current_generation()  # the first poll
+    assert cache.get("k", 60, compute) == b"v1" and cache.peek("k").generation == 7
+    for _ in range(50):
+        cache.get("k", 60, compute)
+    assert compute.calls == 1  # same generation: a plain hit
+    generation[0] = 8
+    assert cache.get("k", 60, compute) == b"v1"  # polled less than a second ago: not seen yet
+    monotonic.now += 1.0
+    cache.get("k", 60, compute)  # the poll sees 8, and the outdated entry is rebuilt
+    assert compute.calls == 2 and cache.peek("k").generation == 8 and cache.stats.generation_refreshes == 1
+    for _ in range(50):
+        cache.get("k", 60, compute)
+    assert compute.calls == 2
+
+
+def test_a_failing_generation_source_leaves_time_based_expiry_in_charge() -> None:
+    def broken() -> int:
+        raise RuntimeError("database down")
+
+    cache = TieredCache(None, clock=Clock(), executor=InlineExecutor(), generation_source=broken)
+    compute = Counter()
+    assert cache.get("k", 60, compute) == b"v1"
+    assert cache.get("k", 60, compute) == b"v1" and compute.calls == 1 and cache.generation == 0
+
+
+def test_the_generation_travels_with_the_entry_through_redis(test_redis: redis.Redis) -> None:
+    clock = Clock()
+    first = TieredCache(test_redis, prefix="test:cache:", clock=clock, executor=InlineExecutor(), generation_source=lambda: 5)
+    first.current_generation()
+    first.get("k", 60, Counter(b"warm"))
+    newcomer = TieredCache(test_redis, prefix="test:cache:", clock=clock)
+    assert newcomer.get_entry("k", 60, Counter(b"cold")).generation == 5
