@@ -11,10 +11,11 @@
   lock keeps it to one: at most one or two recomputations whatever the number of requests.
 - A hard miss (nothing, or past expiry) computes in the caller; concurrent callers of the same key
   wait for that one computation (single flight).
-- Rebuilt when prices change: every entry records the price generation it was built under (the
-  newest stored price, see `providers.freshness`), polled at most once a second in the background.
-  An entry of an older generation is still served, and its rebuild starts at once in the
-  background, as an early refresh would: readers never wait for it, and it runs once per key.
+- Rebuilt when prices change: every entry records the catalog generation it was built under (the
+  newest stored price and the providers down, see `providers.freshness`), polled at most once a
+  second in the background. An entry of another generation is still served, and its rebuild starts
+  at once in the background, as an early refresh would: readers never wait for it, and it runs
+  once per key.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class CacheEntry:
     expires_at: float  # wall clock, so instances agree through Redis
     delta: float  # seconds the computation took: XFetch refreshes expensive values earlier
     token: str  # changes with every computation (lets a response template know it is current)
-    generation: int = 0  # the price generation it was built under
+    generation: int = 0  # the catalog generation it was built under
 
     def pack(self) -> bytes:
         return _HEADER.pack(self.expires_at, self.delta, bytes.fromhex(self.token), self.generation) + self.value
@@ -103,7 +104,7 @@ class TieredCache:
         # Request (path?query) -> (entry key, ttl, compute): lets a front server answer a request
         # it has seen before straight from L2 (see web.fastpath), bounded like L2.
         self._routes: OrderedDict[str, tuple[str, float, Compute]] = OrderedDict()
-        # The price generation: read by a background poll (it may need the database), never inline.
+        # The catalog generation: read by a background poll (it may need the database), never inline.
         self._generation_source = generation_source
         self._generation_poll_seconds = generation_poll_seconds
         self._monotonic = monotonic
@@ -111,9 +112,9 @@ class TieredCache:
         self._generation_polled_at = float("-inf")
         self._generation_polling = False
 
-    # ----- price generation -----
+    # ----- catalog generation -----
     def current_generation(self) -> int:
-        """The last known price generation; starts a background poll when it is over a second old."""
+        """The last known catalog generation; starts a background poll when it is over a second old."""
         if self._generation_source is not None and not self._generation_polling:
             if self._monotonic() - self._generation_polled_at >= self._generation_poll_seconds:
                 with self._lock:
@@ -126,9 +127,9 @@ class TieredCache:
     def _poll_generation(self) -> None:
         assert self._generation_source is not None
         try:
-            self.generation = max(self.generation, self._generation_source())
+            self.generation = self._generation_source()
         except Exception:
-            logger.exception("could not read the price generation; entries keep their time-based expiry")
+            logger.exception("could not read the catalog generation; entries keep their time-based expiry")
         finally:
             self._generation_polled_at = self._monotonic()
             self._generation_polling = False
@@ -212,7 +213,7 @@ class TieredCache:
         now = self.clock() if now is None else now
         if key in self._refreshing:
             return False
-        outdated = entry.generation < self.current_generation()
+        outdated = entry.generation != self.current_generation()
         if not outdated and not should_refresh(now, entry.expires_at, max(entry.delta, 0.001), self.beta):
             return False
         with self._lock:
@@ -340,9 +341,9 @@ def shared_cache() -> TieredCache:
         if _shared is None:
             from django.conf import settings
 
-            from providers.freshness import newest_price_id
+            from providers.freshness import catalog_generation
 
-            _shared = TieredCache(fail_fast_redis(settings.REDIS_URL) if settings.REDIS_URL else None, generation_source=newest_price_id)
+            _shared = TieredCache(fail_fast_redis(settings.REDIS_URL) if settings.REDIS_URL else None, generation_source=catalog_generation)
         return _shared
 
 

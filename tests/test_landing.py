@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 
 import pytest
@@ -49,7 +50,7 @@ def test_it_says_so_when_the_catalog_is_empty(client: Client) -> None:
     assert "No offers loaded yet" in client.get("/").content.decode()
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # the cache's poll reads from a thread of its own
 def test_it_warns_that_prices_are_stale_when_every_provider_is_down(client, catalog: None) -> None:  # type: ignore[no-untyped-def]
     from django.utils import timezone
 
@@ -58,7 +59,10 @@ def test_it_warns_that_prices_are_stale_when_every_provider_is_down(client, cata
     assert b"stale since" not in client.get("/").content
     last = timezone.now() - timezone.timedelta(minutes=12)
     Provider.objects.update(health_status="down", last_refresh_at=last)
-    page = client.get("/").content.decode()
+    # The cached page follows the catalog generation (polled once a second), well before its TTL.
+    deadline = time.monotonic() + 5
+    while "prices are stale since" not in (page := client.get("/").content.decode()) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert "prices are stale since" in page and last.isoformat() in page
     browse = client.get("/browse/").content.decode()
     assert "prices are stale since" in browse
