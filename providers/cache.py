@@ -13,9 +13,9 @@
   wait for that one computation (single flight).
 - Rebuilt when prices change: every entry records the catalog generation it was built under (the
   newest stored price and the providers down, see `providers.freshness`), polled at most once a
-  second in the background. An entry of another generation is still served, and its rebuild starts
-  at once in the background, as an early refresh would: readers never wait for it, and it runs
-  once per key.
+  second in the background. An entry of another generation that is GENERATION_MIN_AGE old is
+  still served, and its rebuild starts in the background, as an early refresh would: readers never
+  wait for it, and it runs once per key.
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ L2_MAX_ENTRIES = 10_000
 REDIS_RETRY_AFTER = 5.0  # seconds L1 is skipped after a Redis error
 _HEADER = struct.Struct("!dd16sq")  # expires_at, delta, token, generation
 GENERATION_POLL_SECONDS = 1.0
+# An entry is rebuilt for a newer generation once it is this old: the sandbox market moves a price
+# every fraction of a second, and rebuilding every hot entry each time would eat the CPU it saves.
+GENERATION_MIN_AGE = 5.0
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ class TieredCache:
         self._lock = threading.Lock()
         self._inflight: dict[str, Future[CacheEntry]] = {}
         self._refreshing: set[str] = set()
+        self._quiet_until: dict[str, float] = {}  # keys another instance is rebuilding
         self._redis_down_until = 0.0
         self._executor = executor or ThreadPoolExecutor(max_workers=2, thread_name_prefix="cache-refresh")
         self.on_refreshed: Callable[[str, CacheEntry], None] | None = None
@@ -209,30 +213,37 @@ class TieredCache:
         return self.get_entry(key, ttl, compute).value
 
     def maybe_refresh_early(self, key: str, entry: CacheEntry, ttl: float, compute: Compute, now: float | None = None) -> bool:
-        """Starts a background rebuild when XFetch says so; never blocks. True if one started."""
+        """Starts a background rebuild when XFetch says so, or when the entry is of an older catalog
+        generation and GENERATION_MIN_AGE old; never blocks (not even on Redis). True if one started."""
         now = self.clock() if now is None else now
-        if key in self._refreshing:
+        if key in self._refreshing or self._quiet_until.get(key, 0.0) > now:
             return False
-        outdated = entry.generation != self.current_generation()
+        outdated = entry.generation != self.current_generation() and now - (entry.expires_at - ttl) >= GENERATION_MIN_AGE
         if not outdated and not should_refresh(now, entry.expires_at, max(entry.delta, 0.001), self.beta):
             return False
         with self._lock:
             if key in self._refreshing or key in self._inflight:
                 return False
             self._refreshing.add(key)
-        if not self._l1_lock(key, max(entry.delta * 4, 1.0)):
-            # Another instance is rebuilding it; we will read its result from Redis on expiry.
-            with self._lock:
-                self._refreshing.discard(key)
-            return False
         if outdated:
             self.stats.generation_refreshes += 1
         else:
             self.stats.early_refreshes += 1
+        lock_seconds = max(entry.delta * 4, 1.0)
 
         def rebuild() -> None:
             try:
-                self._store(key, ttl, compute)
+                if self._l1_lock(key, lock_seconds):
+                    self._store(key, ttl, compute)
+                    return
+                # Another instance is rebuilding it: leave it be for the lock's time, and take what
+                # it has already published to Redis.
+                if len(self._quiet_until) > self.max_entries:
+                    self._quiet_until.clear()
+                self._quiet_until[key] = self.clock() + lock_seconds
+                published = self._l1_get(key)
+                if published is not None and published.token != entry.token and self.clock() < published.expires_at:
+                    self._l2_set(key, published)
             except Exception:
                 logger.exception("background refresh of %s failed; the current value stays until it expires", key)
             finally:

@@ -18,7 +18,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from providers import query as query_module
-from providers.cache import L2_MAX_ENTRIES, PRICE_TTL, STATIC_TTL, TieredCache, reset_shared_cache
+from providers.cache import GENERATION_MIN_AGE, L2_MAX_ENTRIES, PRICE_TTL, STATIC_TTL, TieredCache, reset_shared_cache
 from tests.environment import TEST_REDIS_URL
 
 
@@ -208,8 +208,8 @@ class InlineExecutor(ThreadPoolExecutor):
 
 
 def test_an_entry_built_before_prices_changed_is_rebuilt_once_and_served_meanwhile() -> None:
-    generation, monotonic = [7], Clock()
-    cache = TieredCache(None, clock=Clock(), executor=InlineExecutor(), generation_source=lambda: generation[0], monotonic=monotonic)
+    generation, monotonic, wall = [7], Clock(), Clock()
+    cache = TieredCache(None, clock=wall, executor=InlineExecutor(), generation_source=lambda: generation[0], monotonic=monotonic)
     compute = Counter()
     cache.current_generation()  # the first poll
     assert cache.get("k", 60, compute) == b"v1" and cache.peek("k").generation == 7
@@ -219,7 +219,10 @@ def test_an_entry_built_before_prices_changed_is_rebuilt_once_and_served_meanwhi
     generation[0] = 8
     assert cache.get("k", 60, compute) == b"v1"  # polled less than a second ago: not seen yet
     monotonic.now += 1.0
-    cache.get("k", 60, compute)  # the poll sees 8, and the outdated entry is rebuilt
+    cache.get("k", 60, compute)  # the poll sees 8, but the entry is younger than GENERATION_MIN_AGE
+    assert compute.calls == 1
+    wall.now += GENERATION_MIN_AGE
+    cache.get("k", 60, compute)  # now the outdated entry is rebuilt
     assert compute.calls == 2 and cache.peek("k").generation == 8 and cache.stats.generation_refreshes == 1
     for _ in range(50):
         cache.get("k", 60, compute)

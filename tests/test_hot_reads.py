@@ -13,7 +13,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.shortcuts import render
 from django.test import Client, RequestFactory
 
-from providers.cache import TieredCache, reset_shared_cache
+from providers.cache import GENERATION_MIN_AGE, TieredCache, reset_shared_cache
 from providers.catalog import best_offers
 from providers.freshness import catalog_generation
 from providers.models import Offer, PriceSample
@@ -30,12 +30,13 @@ class Caches:
 
     def __init__(self) -> None:
         self.poll_clock = Clock()
-        wall = Clock()  # never moves: nothing expires by time in these tests
+        self.wall = wall = Clock()  # moves by GENERATION_MIN_AGE a poll: nothing expires by time here
         self.api = TieredCache(None, clock=wall, executor=InlineExecutor(), generation_source=catalog_generation, monotonic=self.poll_clock)
         self.pages = TieredCache(None, clock=wall, executor=InlineExecutor(), generation_source=catalog_generation, monotonic=self.poll_clock)
 
     def next_poll(self) -> None:
         self.poll_clock.now += 1.0
+        self.wall.now += GENERATION_MIN_AGE
 
 
 @pytest.fixture
@@ -70,7 +71,6 @@ def test_the_landing_page_is_served_from_cache_until_a_price_is_stored(client: C
     winner = h100_winner()
     winner.price_per_hour = Decimal("0.1234") * winner.gpu_count
     winner.save(update_fields=["price_per_hour"])  # no PriceSample: not a stored price change
-    caches.next_poll()
     assert not until_shown(client, "/", "$0.12")  # the cached page, without reading the catalog
     store_price(winner, Decimal("0.1234"))
     assert not until_shown(client, "/", "$0.12", loads=1)  # the generation is polled once a second
