@@ -54,12 +54,13 @@ def served(database_url: str, **env: str) -> Iterator[str]:
     port = _free_port()
     environment = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": TEST_REDIS_URL, "GPUBROKER_MODE": "sandbox",
                    "RATE_LIMIT_SANDBOX_MULTIPLIER": "100000", **env}
+    log = tempfile.NamedTemporaryFile(prefix="gpubroker-served-", suffix=".log", delete=False)  # noqa: SIM115
     process = subprocess.Popen(uvicorn_command("web.asgi:application", "127.0.0.1", port), cwd=ROOT, env=environment,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                               stdout=subprocess.DEVNULL, stderr=log)
     url = f"http://127.0.0.1:{port}"
 
     def answers() -> bool:
-        assert process.poll() is None, process.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
+        assert process.poll() is None, Path(log.name).read_text()[-2000:]
         try:
             return httpx.get(url + "/health", timeout=2).status_code in (200, 503)
         except httpx.HTTPError:
@@ -74,6 +75,9 @@ def served(database_url: str, **env: str) -> Iterator[str]:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+        # What the server logged (a 500's traceback) is in the test's output when it fails.
+        sys.stderr.write(Path(log.name).read_text()[-6000:])
+        os.unlink(log.name)
 
 
 def _server_connections(application_name: str) -> int:
