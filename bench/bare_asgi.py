@@ -1,6 +1,6 @@
-"""The baseline: a bare Django view returning prebuilt bytes, no middleware, under the same daphne.
+"""The baseline: a bare Django view returning prebuilt bytes, no middleware, under the same server.
 
-Served as `daphne bench.bare_asgi:application` with BENCH_BODY_FILE naming the bytes to return.
+Served as `uvicorn bench.bare_asgi:application` with BENCH_BODY_FILE naming the bytes to return.
 """
 
 import os

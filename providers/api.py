@@ -95,7 +95,10 @@ def ranking(request: HttpRequest, params: Query[RankingParams]) -> HttpResponse:
             item["why"] = why_breakdown(item, items, weights)
         return orjson.dumps({"method": "topsis", "weights": dict(weights), "items": ranked, "total": len(items), "stale_since": staleness()})
 
-    return _json(shared_cache().get(key, PRICE_TTL, build))
+    cache = shared_cache()
+    # Like the list: the front server answers this exact request from memory next time (web.fastpath).
+    cache.remember_route(f"{request.path}?{request.META.get('QUERY_STRING', '')}", key, PRICE_TTL, build)
+    return _json(cache.get(key, PRICE_TTL, build))
 
 
 @router.post("/providers/decide", response={200: dict, 422: ErrorOut}, summary="Decide among offers")

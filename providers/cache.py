@@ -11,6 +11,11 @@
   lock keeps it to one: at most one or two recomputations whatever the number of requests.
 - A hard miss (nothing, or past expiry) computes in the caller; concurrent callers of the same key
   wait for that one computation (single flight).
+- Rebuilt when prices change: every entry records the catalog generation it was built under (the
+  newest stored price and the providers down, see `providers.freshness`), polled at most once a
+  second in the background. An entry of another generation that is GENERATION_MIN_AGE old is
+  still served, and its rebuild starts in the background, as an early refresh would: readers never
+  wait for it, and it runs once per key.
 """
 
 from __future__ import annotations
@@ -34,7 +39,11 @@ PRICE_TTL = 60.0
 STATIC_TTL = 300.0
 L2_MAX_ENTRIES = 10_000
 REDIS_RETRY_AFTER = 5.0  # seconds L1 is skipped after a Redis error
-_HEADER = struct.Struct("!dd16s")  # expires_at, delta, token
+_HEADER = struct.Struct("!dd16sq")  # expires_at, delta, token, generation
+GENERATION_POLL_SECONDS = 1.0
+# An entry is rebuilt for a newer generation once it is this old: the sandbox market moves a price
+# every fraction of a second, and rebuilding every hot entry each time would eat the CPU it saves.
+GENERATION_MIN_AGE = 5.0
 
 
 @dataclass(frozen=True)
@@ -43,14 +52,15 @@ class CacheEntry:
     expires_at: float  # wall clock, so instances agree through Redis
     delta: float  # seconds the computation took: XFetch refreshes expensive values earlier
     token: str  # changes with every computation (lets a response template know it is current)
+    generation: int = 0  # the catalog generation it was built under
 
     def pack(self) -> bytes:
-        return _HEADER.pack(self.expires_at, self.delta, bytes.fromhex(self.token)) + self.value
+        return _HEADER.pack(self.expires_at, self.delta, bytes.fromhex(self.token), self.generation) + self.value
 
     @classmethod
     def unpack(cls, raw: bytes) -> CacheEntry:
-        expires_at, delta, token = _HEADER.unpack_from(raw)
-        return cls(bytes(raw[_HEADER.size :]), expires_at, delta, token.hex())
+        expires_at, delta, token, generation = _HEADER.unpack_from(raw)
+        return cls(bytes(raw[_HEADER.size :]), expires_at, delta, token.hex(), generation)
 
 
 @dataclass
@@ -60,6 +70,7 @@ class CacheStats:
     misses: int = 0
     computes: int = 0
     early_refreshes: int = 0
+    generation_refreshes: int = 0  # rebuilds started because prices changed
     redis_errors: int = 0
 
 
@@ -71,11 +82,14 @@ class TieredCache:
         self,
         redis_client: Any | None,
         *,
-        prefix: str = "gpubroker:c:",
+        prefix: str = "gpubroker:c2:",  # c2: entries carry their generation
         max_entries: int = L2_MAX_ENTRIES,
         clock: Callable[[], float] = time.time,
         beta: float = 1.0,
         executor: ThreadPoolExecutor | None = None,
+        generation_source: Callable[[], int] | None = None,
+        generation_poll_seconds: float = GENERATION_POLL_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.redis = redis_client
         self.prefix = prefix
@@ -87,12 +101,42 @@ class TieredCache:
         self._lock = threading.Lock()
         self._inflight: dict[str, Future[CacheEntry]] = {}
         self._refreshing: set[str] = set()
+        self._quiet_until: dict[str, float] = {}  # keys another instance is rebuilding
         self._redis_down_until = 0.0
         self._executor = executor or ThreadPoolExecutor(max_workers=2, thread_name_prefix="cache-refresh")
         self.on_refreshed: Callable[[str, CacheEntry], None] | None = None
         # Request (path?query) -> (entry key, ttl, compute): lets a front server answer a request
         # it has seen before straight from L2 (see web.fastpath), bounded like L2.
         self._routes: OrderedDict[str, tuple[str, float, Compute]] = OrderedDict()
+        # The catalog generation: read by a background poll (it may need the database), never inline.
+        self._generation_source = generation_source
+        self._generation_poll_seconds = generation_poll_seconds
+        self._monotonic = monotonic
+        self.generation = 0
+        self._generation_polled_at = float("-inf")
+        self._generation_polling = False
+
+    # ----- catalog generation -----
+    def current_generation(self) -> int:
+        """The last known catalog generation; starts a background poll when it is over a second old."""
+        if self._generation_source is not None and not self._generation_polling:
+            if self._monotonic() - self._generation_polled_at >= self._generation_poll_seconds:
+                with self._lock:
+                    if self._generation_polling:
+                        return self.generation
+                    self._generation_polling = True
+                self._executor.submit(self._poll_generation)
+        return self.generation
+
+    def _poll_generation(self) -> None:
+        assert self._generation_source is not None
+        try:
+            self.generation = self._generation_source()
+        except Exception:
+            logger.exception("could not read the catalog generation; entries keep their time-based expiry")
+        finally:
+            self._generation_polled_at = self._monotonic()
+            self._generation_polling = False
 
     # ----- L2 -----
     def peek(self, key: str) -> CacheEntry | None:
@@ -169,24 +213,37 @@ class TieredCache:
         return self.get_entry(key, ttl, compute).value
 
     def maybe_refresh_early(self, key: str, entry: CacheEntry, ttl: float, compute: Compute, now: float | None = None) -> bool:
-        """Starts a background rebuild when XFetch says so; never blocks. True if one started."""
+        """Starts a background rebuild when XFetch says so, or when the entry is of an older catalog
+        generation and GENERATION_MIN_AGE old; never blocks (not even on Redis). True if one started."""
         now = self.clock() if now is None else now
-        if key in self._refreshing or not should_refresh(now, entry.expires_at, max(entry.delta, 0.001), self.beta):
+        if key in self._refreshing or self._quiet_until.get(key, 0.0) > now:
+            return False
+        outdated = entry.generation != self.current_generation() and now - (entry.expires_at - ttl) >= GENERATION_MIN_AGE
+        if not outdated and not should_refresh(now, entry.expires_at, max(entry.delta, 0.001), self.beta):
             return False
         with self._lock:
             if key in self._refreshing or key in self._inflight:
                 return False
             self._refreshing.add(key)
-        if not self._l1_lock(key, max(entry.delta * 4, 1.0)):
-            # Another instance is rebuilding it; we will read its result from Redis on expiry.
-            with self._lock:
-                self._refreshing.discard(key)
-            return False
-        self.stats.early_refreshes += 1
+        if outdated:
+            self.stats.generation_refreshes += 1
+        else:
+            self.stats.early_refreshes += 1
+        lock_seconds = max(entry.delta * 4, 1.0)
 
         def rebuild() -> None:
             try:
-                self._store(key, ttl, compute)
+                if self._l1_lock(key, lock_seconds):
+                    self._store(key, ttl, compute)
+                    return
+                # Another instance is rebuilding it: leave it be for the lock's time, and take what
+                # it has already published to Redis.
+                if len(self._quiet_until) > self.max_entries:
+                    self._quiet_until.clear()
+                self._quiet_until[key] = self.clock() + lock_seconds
+                published = self._l1_get(key)
+                if published is not None and published.token != entry.token and self.clock() < published.expires_at:
+                    self._l2_set(key, published)
             except Exception:
                 logger.exception("background refresh of %s failed; the current value stays until it expires", key)
             finally:
@@ -197,11 +254,12 @@ class TieredCache:
         return True
 
     def _store(self, key: str, ttl: float, compute: Compute) -> CacheEntry:
+        generation = self.generation  # read before computing: a change during it triggers another
         started = time.perf_counter()
         value = compute()
         delta = time.perf_counter() - started
         self.stats.computes += 1
-        entry = CacheEntry(value, self.clock() + ttl, delta, uuid.uuid4().hex)
+        entry = CacheEntry(value, self.clock() + ttl, delta, uuid.uuid4().hex, generation)
         self._l2_set(key, entry)
         self._l1_set(key, entry)
         if self.on_refreshed is not None:
@@ -294,7 +352,9 @@ def shared_cache() -> TieredCache:
         if _shared is None:
             from django.conf import settings
 
-            _shared = TieredCache(fail_fast_redis(settings.REDIS_URL) if settings.REDIS_URL else None)
+            from providers.freshness import catalog_generation
+
+            _shared = TieredCache(fail_fast_redis(settings.REDIS_URL) if settings.REDIS_URL else None, generation_source=catalog_generation)
         return _shared
 
 

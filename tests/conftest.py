@@ -11,8 +11,12 @@ from django.core.management import call_command
 
 @pytest.fixture(autouse=True)
 def _clean_cache() -> Iterator[None]:
-    """Each test starts with an empty cache (the test Redis database is ours alone)."""
+    """Each test starts with an empty cache (the test Redis database is ours alone), pages included."""
+    from web import pagecache
+
     cache.clear()
+    pagecache.reset_page_cache(None)
+    pagecache.forget_catalog_memo()
     yield
     cache.clear()
 

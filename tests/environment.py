@@ -43,8 +43,6 @@ os.environ["DATABASE_URL"] = _with_fake_password(TEST_DATABASE_URL)
 os.environ.setdefault("SECRET_KEY", FAKE_SECRET_KEY)
 os.environ["REDIS_URL"] = TEST_REDIS_URL
 os.environ["GPUBROKER_MODE"] = "sandbox"
-# Close connections after each use, so threads of async tests leave none behind at teardown.
-os.environ["DATABASE_CONN_MAX_AGE"] = "0"
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "web.settings")
 
 START_HINTS = {

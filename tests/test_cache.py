@@ -18,7 +18,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from providers import query as query_module
-from providers.cache import L2_MAX_ENTRIES, PRICE_TTL, STATIC_TTL, TieredCache, reset_shared_cache
+from providers.cache import GENERATION_MIN_AGE, L2_MAX_ENTRIES, PRICE_TTL, STATIC_TTL, TieredCache, reset_shared_cache
 from tests.environment import TEST_REDIS_URL
 
 
@@ -198,3 +198,51 @@ async def test_a_stampede_through_the_api_recomputes_at_most_twice(catalog: None
         assert len(builds) - before <= 2
     finally:
         reset_shared_cache(None)
+
+
+class InlineExecutor(ThreadPoolExecutor):
+    """Runs background work at once, in the caller: the test sees its result without waiting."""
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def,override]
+        fn(*args, **kwargs)
+
+
+def test_an_entry_built_before_prices_changed_is_rebuilt_once_and_served_meanwhile() -> None:
+    generation, monotonic, wall = [7], Clock(), Clock()
+    cache = TieredCache(None, clock=wall, executor=InlineExecutor(), generation_source=lambda: generation[0], monotonic=monotonic)
+    compute = Counter()
+    cache.current_generation()  # the first poll
+    assert cache.get("k", 60, compute) == b"v1" and cache.peek("k").generation == 7
+    for _ in range(50):
+        cache.get("k", 60, compute)
+    assert compute.calls == 1  # same generation: a plain hit
+    generation[0] = 8
+    assert cache.get("k", 60, compute) == b"v1"  # polled less than a second ago: not seen yet
+    monotonic.now += 1.0
+    cache.get("k", 60, compute)  # the poll sees 8, but the entry is younger than GENERATION_MIN_AGE
+    assert compute.calls == 1
+    wall.now += GENERATION_MIN_AGE
+    cache.get("k", 60, compute)  # now the outdated entry is rebuilt
+    assert compute.calls == 2 and cache.peek("k").generation == 8 and cache.stats.generation_refreshes == 1
+    for _ in range(50):
+        cache.get("k", 60, compute)
+    assert compute.calls == 2
+
+
+def test_a_failing_generation_source_leaves_time_based_expiry_in_charge() -> None:
+    def broken() -> int:
+        raise RuntimeError("database down")
+
+    cache = TieredCache(None, clock=Clock(), executor=InlineExecutor(), generation_source=broken)
+    compute = Counter()
+    assert cache.get("k", 60, compute) == b"v1"
+    assert cache.get("k", 60, compute) == b"v1" and compute.calls == 1 and cache.generation == 0
+
+
+def test_the_generation_travels_with_the_entry_through_redis(test_redis: redis.Redis) -> None:
+    clock = Clock()
+    first = TieredCache(test_redis, prefix="test:cache:", clock=clock, executor=InlineExecutor(), generation_source=lambda: 5)
+    first.current_generation()
+    first.get("k", 60, Counter(b"warm"))
+    newcomer = TieredCache(test_redis, prefix="test:cache:", clock=clock)
+    assert newcomer.get_entry("k", 60, Counter(b"cold")).generation == 5

@@ -34,7 +34,7 @@ def error_for(env: dict[str, str], tmp_path: Path) -> ConfigError:
 def test_it_defaults_to_sandbox_on_sqlite_and_memory_layers(tmp_path: Path) -> None:
     config = load({}, tmp_path)
     assert config.mode == "sandbox"
-    assert config.database["ENGINE"] == "django.db.backends.sqlite3"
+    assert config.database["ENGINE"] == "web.db.sqlite3"  # SQLite with bounded connections
     assert config.database["NAME"] == str(tmp_path / "var" / "gpubroker.sqlite3")
     assert config.redis_url is None
     assert config.email["EMAIL_HOST"] == "127.0.0.1" and config.email["EMAIL_PORT"] == 1025
@@ -52,6 +52,24 @@ def test_it_reads_postgres_and_redis_urls(tmp_path: Path) -> None:
     assert config.database["ENGINE"] == "django.db.backends.postgresql"
     assert (config.database["HOST"], config.database["PORT"], config.database["NAME"]) == ("db", 5433, "app")
     assert config.redis_url == "redis://r:6380/2"
+
+
+def test_the_database_pool_is_sized_by_configuration(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": "postgres://u@db:5432/app", "DATABASE_POOL_SIZE": "5", "DATABASE_POOL_TIMEOUT": "0.5"}
+    database = load(env, tmp_path).database
+    assert database["OPTIONS"]["pool"] == {"min_size": 1, "max_size": 5, "timeout": 0.5}
+    assert database["CONN_MAX_AGE"] == 0 and database["CONN_HEALTH_CHECKS"] is True
+    sqlite = load({"DATABASE_POOL_SIZE": "3"}, tmp_path).database["OPTIONS"]
+    assert (sqlite["max_connections"], sqlite["connection_timeout"]) == (3, 2.0)
+
+
+def test_one_server_process_per_core_with_redis_and_exactly_one_without(tmp_path: Path) -> None:
+    import os
+
+    assert load({}, tmp_path).web_concurrency == 1
+    assert load({"WEB_CONCURRENCY": "1"}, tmp_path).web_concurrency == 1
+    assert load({"REDIS_URL": "redis://r:6379/0"}, tmp_path).web_concurrency == (os.cpu_count() or 1)
+    assert load({"REDIS_URL": "redis://r:6379/0", "WEB_CONCURRENCY": "3"}, tmp_path).web_concurrency == 3
 
 
 def test_it_accepts_a_complete_live_configuration(tmp_path: Path) -> None:
@@ -84,6 +102,11 @@ def test_sandbox_relaxes_rate_limits_by_a_configurable_multiplier(tmp_path: Path
         ({"RATE_LIMIT_SANDBOX_MULTIPLIER": "0"}, "RATE_LIMIT_SANDBOX_MULTIPLIER", "must be at least 1"),
         ({"RATE_LIMIT_SANDBOX_MULTIPLIER": "lots"}, "RATE_LIMIT_SANDBOX_MULTIPLIER", "expected a whole number"),
         ({"RATE_LIMIT_ENABLED": "sometimes"}, "RATE_LIMIT_ENABLED", "expected true or false"),
+        ({"DATABASE_POOL_SIZE": "0"}, "DATABASE_POOL_SIZE", "must be at least 1"),
+        ({"DATABASE_POOL_SIZE": "many"}, "DATABASE_POOL_SIZE", "expected a whole number"),
+        ({"DATABASE_POOL_TIMEOUT": "-1"}, "DATABASE_POOL_TIMEOUT", "must be a positive number of seconds"),
+        ({"WEB_CONCURRENCY": "0", "REDIS_URL": "redis://r:6379/0"}, "WEB_CONCURRENCY", "must be at least 1"),
+        ({"WEB_CONCURRENCY": "4"}, "WEB_CONCURRENCY", "more than one process needs REDIS_URL"),
     ],
 )
 def test_it_rejects_a_bad_value_naming_the_variable(tmp_path: Path, env: dict[str, str], variable: str, reason: str) -> None:

@@ -54,6 +54,16 @@ async def test_a_repeated_anonymous_read_skips_django_with_the_same_answer(http)
     assert second.headers["x-content-type-options"] == "nosniff" and second.headers["x-frame-options"] == "DENY"
 
 
+async def test_a_repeated_anonymous_ranking_skips_django_with_the_same_answer(http) -> None:  # type: ignore[no-untyped-def]
+    client, reached, _ = http
+    ranking = "/api/v2/providers/ranking?gpu_type=H100%2080GB&weights=price:0.6,performance:0.4&top=5"
+    first = await client.get(ranking)
+    assert first.status_code == 200 and first.json()["items"]
+    second = await client.get(ranking)
+    assert reached == ["/api/v2/providers/ranking"]
+    assert comparable(second) == comparable(first)
+
+
 async def test_personal_or_foreign_requests_always_go_to_django(http) -> None:  # type: ignore[no-untyped-def]
     client, reached, _ = http
     await client.get(URL)

@@ -8,6 +8,7 @@ so tests can call `load_config` with any mapping.
 from __future__ import annotations
 
 import re
+import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,6 +32,11 @@ SANDBOX_EMAIL_URL = "smtp://127.0.0.1:1025"
 # Sandbox relaxes every plan's API rate by this factor so a person clicking around never meets a
 # 429; live enforces the plan limits as sold (product spec, "Modes").
 DEFAULT_SANDBOX_RATE_MULTIPLIER = 10
+# Database connections per server process (PostgreSQL pool, SQLite gate) and how long a request
+# waits for one before it is answered 503: a few per core keep 2 cores busy without piling up.
+DEFAULT_POOL_SIZE = 8
+DEFAULT_POOL_TIMEOUT = 2.0
+SQLITE_BOUNDED_ENGINE = "web.db.sqlite3"
 
 
 # `scheme://user:password@` in any URL (database, Redis, SMTP): the password part is never shown.
@@ -66,6 +72,7 @@ class Config:
     base_url: str
     rate_limit_enabled: bool = True
     rate_limit_multiplier: int = 1  # applied to every plan's requests per second
+    web_concurrency: int = 1  # server processes `manage.py serve` starts
 
     @property
     def is_live(self) -> bool:
@@ -158,7 +165,9 @@ def _secret_key(env: Mapping[str, str], mode: str, var_dir: Path) -> str:
     return key
 
 
-def parse_database_url(url: str, variable: str = "DATABASE_URL", conn_max_age: int = 60) -> dict[str, Any]:
+def parse_database_url(
+    url: str, variable: str = "DATABASE_URL", pool_size: int = DEFAULT_POOL_SIZE, pool_timeout: float = DEFAULT_POOL_TIMEOUT
+) -> dict[str, Any]:
     """Django DATABASES entry for a URL, or ConfigError naming `variable`."""
     try:
         parts = urlsplit(url)
@@ -173,10 +182,36 @@ def parse_database_url(url: str, variable: str = "DATABASE_URL", conn_max_age: i
     except (ValueError, ImproperlyConfigured) as exc:
         raise ConfigError(variable, f"malformed URL ({exc})") from None
     if scheme != "sqlite":
-        # Reuse connections between requests; check them before use after a restart of the server.
-        config["CONN_MAX_AGE"] = conn_max_age
+        # Django's psycopg pool: a request borrows a connection and gives it back when it ends, so a
+        # process holds at most `pool_size` whatever its thread count; `check` replaces connections
+        # a server restart broke before a request sees them (CONN_HEALTH_CHECKS turns on the pool's
+        # `check`). Persistent connections are the pool's, so CONN_MAX_AGE stays 0.
+        config["CONN_MAX_AGE"] = 0
         config["CONN_HEALTH_CHECKS"] = True
+        config.setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": pool_size, "timeout": pool_timeout}
+    else:
+        config["ENGINE"] = SQLITE_BOUNDED_ENGINE
+        config.setdefault("OPTIONS", {}).update(_sqlite_options(pool_size, pool_timeout))
     return config
+
+
+def _sqlite_options(pool_size: int, pool_timeout: float) -> dict[str, Any]:
+    # WAL lets the page readers and the in-process market writer work side by side; the bounded
+    # engine (web/db/sqlite3) caps open connections like the PostgreSQL pool does.
+    return {
+        "init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE", "timeout": 20,
+        "max_connections": pool_size, "connection_timeout": pool_timeout,
+    }
+
+
+def _web_concurrency(env: Mapping[str, str], redis_url: str | None, cores: int) -> int:
+    """Server processes: one per core with Redis; exactly one without it, since the in-memory cache,
+    channel layer and embedded worker cannot be shared between processes."""
+    if not redis_url:
+        if env_int(env, "WEB_CONCURRENCY", 1, minimum=1) != 1:
+            raise ConfigError("WEB_CONCURRENCY", "more than one process needs REDIS_URL (without it the cache, live updates and worker live in one process)")
+        return 1
+    return env_int(env, "WEB_CONCURRENCY", max(1, cores), minimum=1)
 
 
 def parse_redis_url(url: str, variable: str = "REDIS_URL") -> str:
@@ -234,22 +269,19 @@ def load_config(env: Mapping[str, str], base_dir: Path) -> Config:
     if mode == LIVE and debug:
         raise ConfigError("DEBUG", "must be off in live mode")
 
+    pool_size = env_int(env, "DATABASE_POOL_SIZE", DEFAULT_POOL_SIZE, minimum=1)
+    pool_timeout = env_seconds(env, "DATABASE_POOL_TIMEOUT", DEFAULT_POOL_TIMEOUT)
     database_url = env.get("DATABASE_URL", "").strip()
     if database_url:
-        try:
-            conn_max_age = int(env.get("DATABASE_CONN_MAX_AGE", "60"))
-        except ValueError:
-            raise ConfigError("DATABASE_CONN_MAX_AGE", "expected a whole number of seconds") from None
-        database = parse_database_url(database_url, conn_max_age=conn_max_age)
+        database = parse_database_url(database_url, pool_size=pool_size, pool_timeout=pool_timeout)
     else:
         var_dir.mkdir(parents=True, exist_ok=True)
         database = {
-            "ENGINE": "django.db.backends.sqlite3",
+            "ENGINE": SQLITE_BOUNDED_ENGINE,
             "NAME": str(var_dir / "gpubroker.sqlite3"),
-            # WAL lets the page readers and the in-process market writer work side by side.
-            "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE", "timeout": 20},
+            "OPTIONS": _sqlite_options(pool_size, pool_timeout),
         }
-    if mode == LIVE and database["ENGINE"].endswith("sqlite3"):
+    if mode == LIVE and database["ENGINE"] == SQLITE_BOUNDED_ENGINE:
         raise ConfigError("DATABASE_URL", "live mode needs PostgreSQL (postgres://...), not the embedded SQLite file")
 
     redis_url = env.get("REDIS_URL", "").strip() or None
@@ -288,4 +320,5 @@ def load_config(env: Mapping[str, str], base_dir: Path) -> Config:
         base_url=base_url,
         rate_limit_enabled=rate_limit_enabled,
         rate_limit_multiplier=rate_limit_multiplier,
+        web_concurrency=_web_concurrency(env, redis_url, os.cpu_count() or 1),
     )

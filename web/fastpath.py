@@ -1,4 +1,5 @@
-"""A lean ASGI fast path in front of Django for the hottest cached read: anonymous GET /api/v2/providers.
+"""A lean ASGI fast path in front of Django for the hottest cached reads: anonymous GET /api/v2/providers
+and GET /api/v2/providers/ranking.
 
 Django's ASGI handler costs ~0.5 ms of CPU per request, which caps one daphne process near
 1-2k requests/s whatever the view does (see README, "Deployment"). This layer answers a request
@@ -35,7 +36,7 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-FAST_PATHS = {"/api/v2/providers": "api/v2/providers"}
+FAST_PATHS = {"/api/v2/providers": "api/v2/providers", "/api/v2/providers/ranking": "api/v2/providers/ranking"}
 MAX_TEMPLATES = 10_000
 # Headers whose presence means the answer may depend on who asks: such requests go to Django.
 PERSONAL_HEADERS = {b"authorization", b"x-api-key", b"proxy-authorization"}

@@ -11,10 +11,12 @@ from __future__ import annotations
 import sys
 
 
-def uvicorn_command(app: str, host: str, port: int) -> list[str]:
+def uvicorn_command(app: str, host: str, port: int, workers: int = 1) -> list[str]:
     return [
         sys.executable, "-m", "uvicorn", app,
         "--host", host, "--port", str(port),
+        # One process per core (WEB_CONCURRENCY) sharing the socket; uvicorn restarts one that dies.
+        "--workers", str(workers),
         "--http", "httptools", "--loop", "uvloop", "--ws", "websockets-sansio",
         # No live-update client sends more than a few hundred bytes: bigger frames close with 1009.
         "--ws-max-size", "65536",

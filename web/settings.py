@@ -129,6 +129,8 @@ WS_QUEUE_MESSAGES = env_int(os.environ, "WS_QUEUE_MESSAGES", 256, minimum=1)
 # Without Redis the in-memory channel layer cannot cross processes, so the worker (provider
 # refreshes, health checks, events) runs inside the server process; with Redis `run_worker` does.
 EMBEDDED_WORKER = not REDIS_URL and CONFIG.mode != LIVE
+# Server processes `manage.py serve` starts (WEB_CONCURRENCY): one per core with Redis, else one.
+WEB_CONCURRENCY = CONFIG.web_concurrency
 # The ASGI fast path for repeated anonymous cached reads (web.fastpath); off only to measure without it.
 FASTPATH_ENABLED = os.environ.get("GPUBROKER_FASTPATH", "1").strip().lower() not in ("0", "false", "no", "off")
 # Plan-tier API rate limits (web.ratelimit): the multiplier relaxes every plan's rate in sandbox.

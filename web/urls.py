@@ -27,3 +27,6 @@ urlpatterns = [
     path("metrics", metrics.metrics, name="metrics"),
     path("browse/", browse.browse, name="browse"),
 ]
+
+# A saturated or unreachable database answers 503 with Retry-After, not 500 (web/overload.py).
+handler500 = "web.overload.server_error"

@@ -27,6 +27,12 @@ from web.serving import uvicorn_command
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
+def web_processes_reason() -> str:
+    if not settings.REDIS_URL:
+        return "1 (no REDIS_URL: the in-memory cache, channel layer and worker live in this one process; set REDIS_URL for one per core)"
+    return f"{settings.WEB_CONCURRENCY} (WEB_CONCURRENCY; default one per core)"
+
+
 class Command(BaseCommand):
     help = "Serve GPUBROKER (ASGI server, worker, sandbox services) until interrupted."
 
@@ -36,7 +42,7 @@ class Command(BaseCommand):
 
     def processes(self, host: str, port: int) -> dict[str, list[str]]:
         python = sys.executable
-        procs = {"web": uvicorn_command("web.asgi:application", host, port)}
+        procs = {"web": uvicorn_command("web.asgi:application", host, port, workers=settings.WEB_CONCURRENCY)}
         if not settings.EMBEDDED_WORKER:
             procs["worker"] = [python, "manage.py", "run_worker"]
         procs.update(self.sandbox_processes(host, port))
@@ -81,6 +87,7 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(f"\nGPUBROKER ({settings.GPUBROKER_MODE}) at http://{host}:{port}/")
             + f"\n  database: {database}   cache and live updates: {layers}"
+            + f"\n  web server processes: {web_processes_reason()}"
             + f"\n  processes: {', '.join(children)}   Ctrl-C stops everything\n"
         )
         exit_code = 0
