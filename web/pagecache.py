@@ -30,7 +30,7 @@ from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
 
 from providers.cache import TieredCache, fail_fast_redis
-from web.context_processors import platform
+from web.context_processors import navigation, platform
 
 PAGE_TTL = 10.0  # ages on the page are refreshed in the browser (data-relative); prices by generation
 PAGE_MAX_ENTRIES = 512  # a page is tens of KB: bounded well below the API cache's 10,000 entries
@@ -67,7 +67,10 @@ def shared_page(request: HttpRequest, key: str, render: Callable[[dict[str, Any]
     """The visitor's page from the page cache; `render(extra_context)` builds (html, status) on a miss."""
 
     def build() -> bytes:
-        html, status = render({**platform(request), "csrf_token": CSRF_PLACEHOLDER})
+        # What the context processors would give a visitor (mode banner, visitor navigation with
+        # this page marked), so the shared page is the one Django would render for them.
+        visitor = {**platform(request), **navigation(request), "request": request, "user": request.user}
+        html, status = render({**visitor, "csrf_token": CSRF_PLACEHOLDER})
         return str(status).encode() + html.encode()
 
     cached = page_cache().get(f"{settings.GPUBROKER_MODE}:{key}", PAGE_TTL, build)
