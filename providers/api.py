@@ -135,7 +135,10 @@ def providers_health(request: HttpRequest) -> HttpResponse:
             })
         return orjson.dumps({"providers": providers, "stale_since": staleness()})
 
-    return _json(shared_cache().get("providers:health", HEALTH_TTL, build))
+    cache = shared_cache()
+    # Lets the front server answer this request from memory next time (web.fastpath).
+    cache.remember_route(f"{request.path}?{request.META.get('QUERY_STRING', '')}", "providers:health", HEALTH_TTL, build)
+    return _json(cache.get("providers:health", HEALTH_TTL, build))
 
 
 @router.get("/providers/stream", summary="Server-sent events of offer changes")

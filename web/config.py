@@ -7,6 +7,7 @@ so tests can call `load_config` with any mapping.
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ SANDBOX_EMAIL_URL = "smtp://127.0.0.1:1025"
 # Sandbox relaxes every plan's API rate by this factor so a person clicking around never meets a
 # 429; live enforces the plan limits as sold (product spec, "Modes").
 DEFAULT_SANDBOX_RATE_MULTIPLIER = 10
+# Only a proxy on this machine is trusted to say who the client is, unless configured otherwise.
+DEFAULT_FORWARDED_ALLOW_IPS = "127.0.0.1,::1"
 
 
 class ConfigError(ImproperlyConfigured):
@@ -55,6 +58,8 @@ class Config:
     base_url: str
     rate_limit_enabled: bool = True
     rate_limit_multiplier: int = 1  # applied to every plan's requests per second
+    # Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (uvicorn's --forwarded-allow-ips).
+    forwarded_allow_ips: str = DEFAULT_FORWARDED_ALLOW_IPS
 
     @property
     def is_live(self) -> bool:
@@ -202,6 +207,27 @@ def _rate_limits(env: Mapping[str, str], mode: str) -> tuple[bool, int]:
     return enabled, env_int(env, "RATE_LIMIT_SANDBOX_MULTIPLIER", DEFAULT_SANDBOX_RATE_MULTIPLIER, minimum=1)
 
 
+def parse_forwarded_allow_ips(raw: str | None, mode: str) -> str:
+    """The trusted proxies: comma-separated addresses and networks (CIDR), or `*` (sandbox only).
+
+    Every entry must parse: uvicorn silently treats a typo as a literal that never matches, which
+    would put every client behind the load balancer on the balancer's one rate limit.
+    """
+    if raw is None or not raw.strip():
+        return DEFAULT_FORWARDED_ALLOW_IPS
+    items = [item.strip() for item in raw.split(",") if item.strip()]
+    if items == ["*"]:
+        if mode == LIVE:
+            raise ConfigError("FORWARDED_ALLOW_IPS", "'*' would let any client choose its own address in live mode; list the load balancers' addresses or networks")
+        return "*"
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False) if "/" in item else ipaddress.ip_address(item)
+        except ValueError:
+            raise ConfigError("FORWARDED_ALLOW_IPS", f"{item!r} is not an IP address or network (e.g. 10.0.0.0/8,127.0.0.1)") from None
+    return ",".join(items)
+
+
 def load_config(env: Mapping[str, str], base_dir: Path) -> Config:
     """Builds the Config from `env`, raising ConfigError on the first bad value."""
     mode = _mode(env)
@@ -264,4 +290,5 @@ def load_config(env: Mapping[str, str], base_dir: Path) -> Config:
         base_url=base_url,
         rate_limit_enabled=rate_limit_enabled,
         rate_limit_multiplier=rate_limit_multiplier,
+        forwarded_allow_ips=parse_forwarded_allow_ips(env.get("FORWARDED_ALLOW_IPS"), mode),
     )

@@ -19,5 +19,14 @@ def uvicorn_command(app: str, host: str, port: int) -> list[str]:
         # Daphne-style start: the app starts its embedded worker on the first connection.
         "--lifespan", "off",
         "--no-access-log", "--log-level", "warning",
-        "--proxy-headers", "--forwarded-allow-ips", "127.0.0.1",
+        # The client's address and scheme come from X-Forwarded-For/-Proto only from these peers:
+        # the rate limiter (fast path and Django alike) counts the address uvicorn puts in the scope.
+        "--proxy-headers", "--forwarded-allow-ips", forwarded_allow_ips(),
     ]
+
+
+def forwarded_allow_ips() -> str:
+    """FORWARDED_ALLOW_IPS as validated by web.config (default: loopback only)."""
+    from django.conf import settings
+
+    return settings.FORWARDED_ALLOW_IPS
