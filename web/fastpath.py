@@ -74,8 +74,11 @@ class _ScopeRequest:
 
 
 class FastPath:
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], *, identities: identity.Identities | None = None, limiter: ratelimit.RateLimiter | None = None) -> None:
         self.app = app
+        # The process's own unless given (tests run two instances side by side in one process).
+        self._identities = identities
+        self._limiter = limiter
         self._templates: OrderedDict[str, list[tuple[bytes, bytes]]] = OrderedDict()
         self._allowed_hosts = list(settings.ALLOWED_HOSTS)
         if settings.DEBUG and not self._allowed_hosts:
@@ -98,7 +101,7 @@ class FastPath:
             return
         # The rate limit is per client, so it is counted here on every eligible request, cached
         # answer or not; Django finds the verdict in the scope and does not count it again.
-        verdict = await ratelimit.check_scope(scope, credentials)
+        verdict = await ratelimit.check_scope(scope, credentials, self._limiter, self._identities)
         if verdict is not None:
             refusal = verdict.refusal()
             if refusal is not None:

@@ -29,7 +29,7 @@ import ipaddress
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http.cookies import SimpleCookie, CookieError
@@ -286,7 +286,7 @@ class InvalidationBus:
         self.url = url
         self.channel = channel
         self.subscribed = threading.Event()
-        self.heard = 0
+        self.heard: deque[str] = deque(maxlen=1000)  # the latest messages heard, for tests
         self._heard_lock = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -321,10 +321,10 @@ class InvalidationBus:
         except Exception as exc:  # the other instances fall back on IDENTITY_TTL
             logger.warning("could not announce identity changes %s (%s); other instances see them within %.0f s", messages, exc, self.identities.ttl)
 
-    def wait_heard(self, count: int, timeout: float) -> bool:
-        """For tests: waits until `count` messages have been heard in all."""
+    def wait_heard(self, message: str, timeout: float) -> bool:
+        """For tests: waits until `message` has been heard (and applied)."""
         with self._heard_lock:
-            return self._heard_lock.wait_for(lambda: self.heard >= count, timeout)
+            return self._heard_lock.wait_for(lambda: message in self.heard, timeout)
 
     def _listen(self) -> None:
         import redis
@@ -345,9 +345,10 @@ class InvalidationBus:
                         self.subscribed.set()
                     elif message["type"] == "message":
                         data = message["data"]
-                        self.identities.forget(data.decode() if isinstance(data, bytes) else str(data))
+                        text = data.decode() if isinstance(data, bytes) else str(data)
+                        self.identities.forget(text)
                         with self._heard_lock:
-                            self.heard += 1
+                            self.heard.append(text)
                             self._heard_lock.notify_all()
             except Exception as exc:  # Redis unreachable: entries expire by TTL until it is back
                 if self.subscribed.is_set():

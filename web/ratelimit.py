@@ -348,8 +348,8 @@ class Verdict:
 async def acheck(credentials: Credentials, address: str, limiter: RateLimiter | None = None, identities: identity.Identities | None = None) -> Verdict:
     """Resolves the caller (memory first, the database within the lookup budget) and counts the
     request against them, on the event loop."""
-    limiter = limiter or shared_limiter()
-    identities = identities or identity.identities()
+    limiter = shared_limiter() if limiter is None else limiter
+    identities = identity.identities() if identities is None else identities
     scale = multiplier()
     caller = identities.cached(credentials, address)
     if caller is None:
@@ -364,8 +364,8 @@ async def acheck(credentials: Credentials, address: str, limiter: RateLimiter | 
 
 def check(credentials: Credentials, address: str, limiter: RateLimiter | None = None, identities: identity.Identities | None = None) -> Verdict:
     """`acheck` for sync code."""
-    limiter = limiter or shared_limiter()
-    identities = identities or identity.identities()
+    limiter = shared_limiter() if limiter is None else limiter
+    identities = identity.identities() if identities is None else identities
     scale = multiplier()
     caller = identities.cached(credentials, address)
     if caller is None:
@@ -426,12 +426,12 @@ def _counted(request: HttpRequest) -> Verdict | None:
     return scope.get(SCOPE_KEY) if scope else None
 
 
-async def check_scope(scope: dict[str, Any], credentials: Credentials) -> Verdict | None:
+async def check_scope(scope: dict[str, Any], credentials: Credentials, limiter: RateLimiter | None = None, identities: identity.Identities | None = None) -> Verdict | None:
     """For the ASGI fast path: counts the request against its caller and records the verdict in
     the scope for Django; None when limits are off."""
     if not enabled():
         return None
     client = scope.get("client")
-    verdict = await acheck(credentials, client[0] if client else "")
+    verdict = await acheck(credentials, client[0] if client else "", limiter, identities)
     scope[SCOPE_KEY] = verdict
     return verdict
