@@ -309,3 +309,108 @@ async def test_the_event_loop_path_falls_back_in_process_when_redis_is_down(cloc
     decisions = await asyncio.gather(*(limiter.ahit("ip:10.0.0.11", 3) for _ in range(5)))
     assert [d.allowed for d in decisions] == [True, True, True, False, False]
     assert limiter.redis_errors == 1
+
+
+# ----- hardening (issue 15: items 5, 6, 13) -----
+
+
+@pytest.mark.django_db
+def test_a_plan_of_zero_requests_per_second_is_refused_by_validation_and_by_the_database() -> None:
+    from django.core.exceptions import ValidationError
+    from django.db import IntegrityError, transaction
+
+    plan = Plan(slug="nothing", name="Nothing", requests_per_second=0)
+    with pytest.raises(ValidationError) as invalid:
+        plan.full_clean()
+    assert "requests_per_second" in invalid.value.message_dict
+    with pytest.raises(IntegrityError), transaction.atomic():
+        plan.save()
+
+
+async def test_a_zero_limit_is_refused_without_ever_hanging_the_event_loop(test_redis: redis.Redis, prefix: str, clock: Clock) -> None:
+    limiter = RateLimiter(TEST_REDIS_URL, prefix=prefix, clock=clock)
+    zero, normal = await asyncio.wait_for(asyncio.gather(limiter.ahit("u:1", 0), limiter.ahit("u:2", 5)), timeout=10)
+    assert (zero.allowed, zero.retry_after, normal.allowed) == (False, 1, True)
+    assert not limiter.hit("u:1", 0).allowed and limiter.redis_errors == 0
+
+
+async def test_a_failing_decision_still_answers_every_waiting_request_and_the_next_ones(test_redis: redis.Redis, prefix: str, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    limiter = RateLimiter(TEST_REDIS_URL, prefix=prefix, clock=clock)
+    calls = {"n": 0}
+    real = corecalc_window_decide()
+
+    def broken_once(*args: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("a bug in the decision")
+        return real(*args)
+
+    monkeypatch.setattr("web.ratelimit.corecalc.window_decide", broken_once)
+    # Bounded waits: before the fix these futures were never resolved and the loop hung forever.
+    first = await asyncio.wait_for(asyncio.gather(*(limiter.ahit("ip:a", 5) for _ in range(3))), timeout=10)
+    assert [d.allowed for d in first] == [True, True, True]
+    later = await asyncio.wait_for(limiter.ahit("ip:b", 5), timeout=10)
+    assert later.allowed and later.limit == 5
+
+
+def corecalc_window_decide() -> Any:
+    import corecalc
+
+    return corecalc.window_decide
+
+
+def test_a_refund_after_its_counter_expired_leaves_no_counter_behind(test_redis: redis.Redis, prefix: str, clock: Clock) -> None:
+    limiter = RateLimiter(TEST_REDIS_URL, prefix=prefix, clock=clock)
+    assert [limiter.hit("ip:r", 1).allowed for _ in range(2)] == [True, False]
+    current = f"{prefix}ip:r:{int(START)}"
+    assert int(test_redis.get(current)) == 1  # the refused one was given back
+    test_redis.delete(current)  # the counter expires between the count and the refund
+    limiter._give_back(keys=[current], args=[1])
+    assert test_redis.exists(current) == 0  # before the fix: -1, and no TTL
+
+
+async def test_a_stray_negative_counter_neither_raises_nor_passes_for_redis_down(test_redis: redis.Redis, prefix: str, clock: Clock) -> None:
+    limiter = RateLimiter(TEST_REDIS_URL, prefix=prefix, clock=clock)
+    test_redis.set(f"{prefix}ip:n:{int(START) - 1}", -1)  # what an old refund could leave
+    assert limiter.hit("ip:n", 3).allowed
+    assert (await limiter.ahit("ip:n", 3)).allowed
+    assert limiter.redis_errors == 0
+
+
+@pytest.fixture
+def unix_redis(tmp_path: Any) -> Iterator[str]:
+    """A private Redis listening only on a unix socket."""
+    import shutil
+    import time
+
+    assert shutil.which("redis-server"), "redis-server is needed"
+    path = tmp_path / "redis.sock"
+    server = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", str(path), "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    client = redis.Redis(unix_socket_path=str(path))
+    for _ in range(200):
+        try:
+            client.ping()
+            break
+        except (redis.RedisError, OSError):
+            time.sleep(0.02)
+    yield f"unix://{path}?db=2"
+    server.terminate()
+    server.wait(timeout=10)
+
+
+async def test_a_unix_socket_redis_url_is_used_by_the_event_loop_client_too(unix_redis: str, clock: Clock) -> None:
+    limiter = RateLimiter(unix_redis, prefix="rl:", clock=clock)
+    decisions = await asyncio.gather(*(limiter.ahit("ip:u", 2) for _ in range(3)))
+    assert [d.allowed for d in decisions] == [True, True, False] and limiter.redis_errors == 0
+    # Counted in that server (db 2), not in process: another instance sees the count.
+    assert int(redis.Redis.from_url(unix_redis).get(f"rl:ip:u:{int(START)}")) == 2
+
+
+async def test_a_rediss_url_gives_the_event_loop_client_tls(clock: Clock) -> None:
+    from redis.asyncio.connection import SSLConnection
+
+    limiter = RateLimiter("rediss://:secret@redis.example.com:6380/0", clock=clock)
+    batch = limiter._loop_batch()
+    pool = batch.client.connection_pool
+    assert pool.connection_class is SSLConnection
+    assert pool.connection_kwargs["host"] == "redis.example.com" and pool.connection_kwargs["password"] == "secret"
