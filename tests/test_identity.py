@@ -247,7 +247,8 @@ def test_ipv6_clients_are_counted_per_64_and_mapped_ipv4_as_ipv4() -> None:
 
 @pytest.mark.django_db
 def test_a_64_holder_cannot_rotate_addresses_past_its_limit(limiter: RateLimiter) -> None:
-    identity.reset_shared(Identities(), None)
+    local = Identities()
+    identity.reset_shared(local, InvalidationBus(local, None))
     client = Client()
     answers = [client.get(HEALTH, REMOTE_ADDR=f"2001:db8:77:1::{n:x}").status_code for n in range(1, 12)]
     assert answers == [200] * 10 + [429]

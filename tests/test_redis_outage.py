@@ -22,6 +22,7 @@ from redis.retry import Retry
 
 from providers.cache import TieredCache, fail_fast_redis, reset_shared_cache
 from tests.accounts_and_billing import PASSWORD, make_user
+from tests.test_identity import seed_plans
 from web import fallback_cache, identity
 from web.fastpath import FastPath
 from web.identity import Identities, InvalidationBus
@@ -128,6 +129,7 @@ def api_burst(n: int, ip: str) -> list[int]:
 @pytest.mark.django_db(transaction=True)
 def test_redis_stopped_during_a_burst_of_pages_api_and_sign_ins_gives_no_5xx_limits_per_instance_and_recovers(on_private_redis: Any) -> None:
     server, wall, cache_clock = on_private_redis
+    seed_plans()  # a transactional test before this one may have emptied the seeded tables
     make_user("ada@example.com")
     browser = Client(REMOTE_ADDR="198.51.100.10")
     before = [browser.get("/accounts/login/").status_code, sign_in(Client(), "ada@example.com", PASSWORD), browser.get(HEALTH).status_code]

@@ -40,7 +40,7 @@ from django.conf import settings
 logger = logging.getLogger("gpubroker.identity")
 
 IDENTITY_TTL = 30.0  # seconds an identity is trusted without news; invalidation usually comes first
-MAX_IDENTITIES = 50_000  # valid keys and sessions held in memory (least recently used out first)
+MAX_IDENTITIES = 50_000  # valid keys and sessions held in memory (the oldest out first)
 MAX_UNKNOWN = 10_000  # bad keys and anonymous sessions held apart, so they never evict real ones
 CHANNEL = "gpubroker:identity"
 EVERYONE = "*"

@@ -26,7 +26,16 @@ def uvicorn_command(app: str, host: str, port: int) -> list[str]:
 
 
 def forwarded_allow_ips() -> str:
-    """FORWARDED_ALLOW_IPS as validated by web.config (default: loopback only)."""
-    from django.conf import settings
+    """FORWARDED_ALLOW_IPS as validated by web.config (default: loopback only); read from the
+    environment when Django is not set up in this process (the bench starts servers that way)."""
+    import os
 
-    return settings.FORWARDED_ALLOW_IPS
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+
+    from web.config import SANDBOX, parse_forwarded_allow_ips
+
+    try:
+        return settings.FORWARDED_ALLOW_IPS
+    except ImproperlyConfigured:
+        return parse_forwarded_allow_ips(os.environ.get("FORWARDED_ALLOW_IPS"), os.environ.get("GPUBROKER_MODE", SANDBOX).strip().lower())
