@@ -304,3 +304,19 @@ async def test_the_fast_paths_refusals_carry_the_same_headers_as_djangos(asgi: A
     assert headers(fast_401) == headers(plain_401) and headers(fast_429) == headers(plain_429)
     assert fast_429.content == plain_429.content
     assert dict(headers(fast_429))["x-content-type-options"] == "nosniff" and "referrer-policy" in dict(headers(fast_429))
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_offer_detail_and_health_are_answered_from_memory_for_a_key_and_a_missing_offer_never_is(asgi: Any, instance_a: Any) -> None:
+    from providers.models import Offer
+
+    _, raw = await sync_to_async(key_of)("detail@example.com", "pro")
+    offer_id = await sync_to_async(lambda: Offer.objects.values_list("id", flat=True).first())()
+    async with asgi() as http:
+        detail = [await http.get(f"/api/v2/providers/{offer_id}", headers={"X-API-Key": raw}) for _ in range(3)]
+        health = [await http.get(HEALTH, headers={"X-API-Key": raw}) for _ in range(3)]
+        missing = [await http.get("/api/v2/providers/999999999", headers={"X-API-Key": raw}) for _ in range(2)]
+    assert [r.status_code for r in detail + health] == [200] * 6 and detail[2].json()["id"] == offer_id
+    assert detail[2].content == detail[0].content and detail[2].headers["x-ratelimit-limit"] == "100"
+    assert [r.status_code for r in missing] == [404, 404]
+    assert asgi.reached == [f"/api/v2/providers/{offer_id}", HEALTH, "/api/v2/providers/999999999", "/api/v2/providers/999999999"]

@@ -52,6 +52,8 @@ FAST_PATHS = {
     "/api/v2/providers/ranking": "api/v2/providers/ranking",
     "/api/v2/providers/health": "api/v2/providers/health",
 }
+OFFER_PREFIX = "/api/v2/providers/"
+OFFER_LABEL = "api/v2/providers/{offer_id}"
 MAX_TEMPLATES = 10_000
 MAX_HOSTS = 1_000
 # Headers whose meaning only Django knows: such requests go to Django.
@@ -88,13 +90,14 @@ class FastPath:
         self._ssl_redirect = settings.SECURE_SSL_REDIRECT
         # Host header -> allowed: a handful of values, each validated once (~8 µs saved a request).
         self._hosts: dict[bytes, bool] = {}
-        self._latency = {route: REQUEST_LATENCY.labels(route, "GET", "2xx") for route in FAST_PATHS.values()}
+        self._latency = {route: REQUEST_LATENCY.labels(route, "GET", "2xx") for route in [*FAST_PATHS.values(), OFFER_LABEL]}
         # Django's own security headers for the refusals answered here (Django's 429 and 401
         # pass through SecurityMiddleware too).
         self._security = SecurityMiddleware(lambda request: HttpResponse())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "GET" or scope["path"] not in FAST_PATHS:
+        label = _label(scope["path"]) if scope["type"] == "http" and scope["method"] == "GET" else None
+        if label is None:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -119,13 +122,14 @@ class FastPath:
             key, ttl, compute = known
             entry = cache.peek(key)
             now = cache.clock()
-            if entry is not None and now < entry.expires_at:
+            # An empty entry stands for "no such offer": Django answers that with its 404.
+            if entry is not None and entry.value and now < entry.expires_at:
                 cache.stats.l2_hits += 1
                 cache.maybe_refresh_early(key, entry, ttl, compute, now)
                 body = entry.value
                 await send({"type": "http.response.start", "status": 200, "headers": [*headers, *rate_headers, (b"content-length", str(len(body)).encode())]})
                 await send({"type": "http.response.body", "body": body})
-                self._latency[FAST_PATHS[scope["path"]]].observe(time.perf_counter() - started)
+                self._latency[label].observe(time.perf_counter() - started)
                 return
         await self.app(scope, receive, self._recording(route, send))
 
@@ -198,3 +202,11 @@ class FastPath:
 
 def _text(value: bytes | None) -> str | None:
     return value.decode("latin-1") if value is not None else None
+
+
+def _label(path: str) -> str | None:
+    """The metric route of a path this layer may answer, or None."""
+    label = FAST_PATHS.get(path)
+    if label is None and path.startswith(OFFER_PREFIX) and path[len(OFFER_PREFIX) :].isascii() and path[len(OFFER_PREFIX) :].isdigit():
+        return OFFER_LABEL  # one offer's detail, /api/v2/providers/{offer_id}
+    return label
