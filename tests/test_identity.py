@@ -69,7 +69,8 @@ def channel() -> str:
 def limiter(settings: Any) -> Iterator[RateLimiter]:
     settings.RATE_LIMIT_ENABLED = True
     settings.RATE_LIMIT_MULTIPLIER = 1
-    shared = RateLimiter(TEST_REDIS_URL, prefix=f"test:rl:{uuid.uuid4().hex}:", clock=FrozenClock())
+    # A generous timeout: on a busy machine a slow round trip must not pass for Redis down.
+    shared = RateLimiter(TEST_REDIS_URL, prefix=f"test:rl:{uuid.uuid4().hex}:", clock=FrozenClock(), timeout=5)
     reset_shared_limiter(shared)
     yield shared
     reset_shared_limiter(None)

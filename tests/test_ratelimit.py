@@ -63,7 +63,8 @@ def limiter(test_redis: redis.Redis, clock: Clock, prefix: str, settings: Any) -
     """The shared limiter on the test Redis with a frozen clock, plan rates as sold (multiplier 1)."""
     settings.RATE_LIMIT_ENABLED = True
     settings.RATE_LIMIT_MULTIPLIER = 1
-    shared = RateLimiter(TEST_REDIS_URL, prefix=prefix, clock=clock)
+    # A generous timeout: on a busy machine a slow round trip must not pass for Redis down.
+    shared = RateLimiter(TEST_REDIS_URL, prefix=prefix, clock=clock, timeout=5)
     reset_shared_limiter(shared)
     identities = Identities()
     identity.reset_shared(identities, InvalidationBus(identities, None))
@@ -215,7 +216,7 @@ def test_instances_sharing_redis_share_the_count(test_redis: redis.Redis, prefix
         "sys.exit(0 if all(lim.hit('ip:shared', 10).allowed for _ in range(6)) else 1)"
     )
     subprocess.run([sys.executable, "-c", other], check=True)
-    here = RateLimiter(TEST_REDIS_URL, prefix=prefix, clock=Clock(START + 0.2))
+    here = RateLimiter(TEST_REDIS_URL, prefix=prefix, clock=Clock(START + 0.2), timeout=5)
     assert [here.hit("ip:shared", 10).allowed for _ in range(5)] == [True] * 4 + [False]
 
 
@@ -293,7 +294,7 @@ async def test_an_api_key_is_answered_from_memory_at_its_plan(asgi: tuple[list[s
 
 
 async def test_a_burst_on_the_event_loop_is_counted_in_one_batch_exactly(test_redis: redis.Redis, prefix: str, clock: Clock) -> None:
-    limiter = RateLimiter(TEST_REDIS_URL, prefix=prefix, clock=clock)
+    limiter = RateLimiter(TEST_REDIS_URL, prefix=prefix, clock=clock, timeout=5)
     decisions = await asyncio.gather(*(limiter.ahit("ip:10.0.0.9", 10) for _ in range(30)))
     assert [d.allowed for d in decisions] == [True] * 10 + [False] * 20  # arrival order, as one by one
     assert [d.remaining for d in decisions[:10]] == list(range(9, -1, -1))
@@ -328,14 +329,14 @@ def test_a_plan_of_zero_requests_per_second_is_refused_by_validation_and_by_the_
 
 
 async def test_a_zero_limit_is_refused_without_ever_hanging_the_event_loop(test_redis: redis.Redis, prefix: str, clock: Clock) -> None:
-    limiter = RateLimiter(TEST_REDIS_URL, prefix=prefix, clock=clock)
+    limiter = RateLimiter(TEST_REDIS_URL, prefix=prefix, clock=clock, timeout=5)
     zero, normal = await asyncio.wait_for(asyncio.gather(limiter.ahit("u:1", 0), limiter.ahit("u:2", 5)), timeout=10)
     assert (zero.allowed, zero.retry_after, normal.allowed) == (False, 1, True)
     assert not limiter.hit("u:1", 0).allowed and limiter.redis_errors == 0
 
 
 async def test_a_failing_decision_still_answers_every_waiting_request_and_the_next_ones(test_redis: redis.Redis, prefix: str, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
-    limiter = RateLimiter(TEST_REDIS_URL, prefix=prefix, clock=clock)
+    limiter = RateLimiter(TEST_REDIS_URL, prefix=prefix, clock=clock, timeout=5)
     calls = {"n": 0}
     real = corecalc_window_decide()
 
@@ -360,7 +361,7 @@ def corecalc_window_decide() -> Any:
 
 
 def test_a_refund_after_its_counter_expired_leaves_no_counter_behind(test_redis: redis.Redis, prefix: str, clock: Clock) -> None:
-    limiter = RateLimiter(TEST_REDIS_URL, prefix=prefix, clock=clock)
+    limiter = RateLimiter(TEST_REDIS_URL, prefix=prefix, clock=clock, timeout=5)
     assert [limiter.hit("ip:r", 1).allowed for _ in range(2)] == [True, False]
     current = f"{prefix}ip:r:{int(START)}"
     assert int(test_redis.get(current)) == 1  # the refused one was given back
@@ -370,7 +371,7 @@ def test_a_refund_after_its_counter_expired_leaves_no_counter_behind(test_redis:
 
 
 async def test_a_stray_negative_counter_neither_raises_nor_passes_for_redis_down(test_redis: redis.Redis, prefix: str, clock: Clock) -> None:
-    limiter = RateLimiter(TEST_REDIS_URL, prefix=prefix, clock=clock)
+    limiter = RateLimiter(TEST_REDIS_URL, prefix=prefix, clock=clock, timeout=5)
     test_redis.set(f"{prefix}ip:n:{int(START) - 1}", -1)  # what an old refund could leave
     assert limiter.hit("ip:n", 3).allowed
     assert (await limiter.ahit("ip:n", 3)).allowed

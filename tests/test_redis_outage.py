@@ -86,14 +86,14 @@ def on_private_redis(private_redis: PrivateRedis, settings: Any, catalog: None) 
             "BACKEND": "web.fallback_cache.FallbackRedisCache",
             "LOCATION": private_redis.url,
             "KEY_PREFIX": "gpubroker",
-            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.25, "SOCKET_TIMEOUT": 0.25},
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 5, "SOCKET_TIMEOUT": 5},
         }
     }
     settings.RATE_LIMIT_ENABLED = True
     settings.RATE_LIMIT_MULTIPLIER = 1
     wall, cache_clock = Clock(1_000_000.0), Clock(time.monotonic())
     caches["default"].clock = cache_clock
-    reset_shared_limiter(RateLimiter(private_redis.url, clock=wall))
+    reset_shared_limiter(RateLimiter(private_redis.url, clock=wall, timeout=5))  # slow is not down; stopped is refused at once
     reset_shared_cache(TieredCache(fail_fast_redis(private_redis.url)))
     identities = Identities()
     bus = InvalidationBus(identities, private_redis.url).start()

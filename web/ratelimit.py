@@ -57,6 +57,7 @@ logger = logging.getLogger("gpubroker.ratelimit")
 API_PREFIX = "/api/v2"
 WINDOW_SECONDS = 1.0
 REDIS_RETRY_AFTER = 5.0  # seconds Redis is skipped after an error, as in providers.cache
+FAIL_FAST_SECONDS = 0.25  # a round trip slower than this counts as Redis down (fail fast)
 # Where the fast path leaves the decision it already counted, so Django does not count again.
 SCOPE_KEY = "gpubroker.ratelimit"
 RATE_HEADERS = {b"x-ratelimit-limit", b"x-ratelimit-remaining", b"x-ratelimit-reset", b"retry-after"}
@@ -115,11 +116,13 @@ class RateLimiter:
         prefix: str = "gpubroker:rl:",
         clock: Callable[[], float] = time.time,
         window_seconds: float = WINDOW_SECONDS,
+        timeout: float = FAIL_FAST_SECONDS,
     ) -> None:
         # The full REDIS_URL (redis://, rediss:// with TLS, unix://): both clients are built from
         # it, so the event-loop client talks to the same server the same way as the sync one.
         self.url = url
-        self.redis = fail_fast_redis(url) if url else None
+        self.timeout = timeout
+        self.redis = fail_fast_redis(url, timeout) if url else None
         self.prefix = prefix
         # Wall clock: window numbers must agree between instances sharing Redis.
         self.clock = clock
@@ -201,7 +204,7 @@ class RateLimiter:
             from redis.backoff import NoBackoff
 
             # The same URL and fail-fast timeouts as the sync client; no retries (fail fast).
-            client = redis.asyncio.from_url(self.url or "", socket_connect_timeout=0.25, socket_timeout=0.25, retry=Retry(NoBackoff(), 0))
+            client = redis.asyncio.from_url(self.url or "", socket_connect_timeout=self.timeout, socket_timeout=self.timeout, retry=Retry(NoBackoff(), 0))
             batch = self._loops[loop] = _LoopBatch(client, client.register_script(GIVE_BACK))
         return batch
 
