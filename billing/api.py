@@ -7,12 +7,22 @@ from datetime import timedelta
 from django.http import HttpRequest
 from django.utils import timezone
 from ninja import Router, Schema
-from ninja.security import APIKeyHeader
+from ninja.security import APIKeyHeader, HttpBearer
 
 from billing.models import ApiKey
 
 # last_used_at is for people, not accounting: write it at most once a minute per key.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def _authenticate(raw: str | None) -> ApiKey | None:
+    api_key = ApiKey.objects.authenticate(raw or "")
+    if api_key is None:
+        return None
+    now = timezone.now()
+    if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+    return api_key
 
 
 class ApiKeyAuth(APIKeyHeader):
@@ -21,13 +31,18 @@ class ApiKeyAuth(APIKeyHeader):
     param_name = "X-API-Key"
 
     def authenticate(self, request: HttpRequest, key: str | None) -> ApiKey | None:
-        api_key = ApiKey.objects.authenticate(key or "")
-        if api_key is None:
-            return None
-        now = timezone.now()
-        if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
-            ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
-        return api_key
+        return _authenticate(key)
+
+
+class BearerKeyAuth(HttpBearer):
+    """The same key as `Authorization: Bearer gpb_…`, the way most HTTP clients send a token."""
+
+    def authenticate(self, request: HttpRequest, token: str) -> ApiKey | None:
+        return _authenticate(token)
+
+
+# Either header; ninja tries them in order.
+API_KEY_AUTH = [ApiKeyAuth(), BearerKeyAuth()]
 
 
 class PlanOut(Schema):
@@ -47,7 +62,7 @@ class AccountOut(Schema):
 router = Router(tags=["account"])
 
 
-@router.get("/account", auth=ApiKeyAuth(), response=AccountOut, summary="The key's owner and the plan tier it carries")
+@router.get("/account", auth=API_KEY_AUTH, response=AccountOut, summary="The key's owner and the plan tier it carries")
 def account(request: HttpRequest) -> dict[str, object]:
     key: ApiKey = request.auth  # type: ignore[attr-defined]
     plan = key.plan

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.validators import MinValueValidator
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
@@ -41,7 +42,8 @@ class Plan(models.Model):
     price_cents = models.PositiveIntegerField(default=0, help_text="Per billing interval; 0 means free")
     currency = models.CharField(max_length=3, default="usd")
     interval = models.CharField(max_length=5, choices=[("month", "Monthly"), ("year", "Yearly")], default="month")
-    requests_per_second = models.PositiveIntegerField(help_text="API requests per second")
+    # At least 1: the rate limiter has no meaning for a plan of zero requests per second.
+    requests_per_second = models.PositiveIntegerField(validators=[MinValueValidator(1)], help_text="API requests per second (at least 1)")
     max_pods = models.PositiveIntegerField(null=True, blank=True, help_text="Empty means unlimited")
     webhooks = models.BooleanField(default=False, help_text="Signed webhooks for events")
     sort_order = models.PositiveSmallIntegerField(default=0)
@@ -51,6 +53,7 @@ class Plan(models.Model):
 
     class Meta:
         ordering = ["sort_order", "price_cents"]
+        constraints = [models.CheckConstraint(condition=models.Q(requests_per_second__gte=1), name="plan_requests_per_second_at_least_1")]
 
     def __str__(self) -> str:
         return self.name

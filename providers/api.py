@@ -137,7 +137,10 @@ def providers_health(request: HttpRequest) -> HttpResponse:
             })
         return orjson.dumps({"providers": providers, "stale_since": staleness()})
 
-    return _json(shared_cache().get("providers:health", HEALTH_TTL, build))
+    cache = shared_cache()
+    # Lets the front server answer this request from memory next time (web.fastpath).
+    cache.remember_route(f"{request.path}?{request.META.get('QUERY_STRING', '')}", "providers:health", HEALTH_TTL, build)
+    return _json(cache.get("providers:health", HEALTH_TTL, build))
 
 
 @router.get("/providers/stream", summary="Server-sent events of offer changes")
@@ -200,9 +203,12 @@ def get_offer(request: HttpRequest, offer_id: int) -> HttpResponse:
         item = offer_detail(offer_id)
         return orjson.dumps(item) if item else b""
 
-    body = shared_cache().get(f"offer:{offer_id}", PRICE_TTL, build)
+    cache = shared_cache()
+    body = cache.get(f"offer:{offer_id}", PRICE_TTL, build)
     if not body:
         return _json(orjson.dumps({"error": f"no offer with id {offer_id}"}), status=404)
+    # Lets the front server answer this request from memory next time (web.fastpath).
+    cache.remember_route(f"{request.path}?{request.META.get('QUERY_STRING', '')}", f"offer:{offer_id}", PRICE_TTL, build)
     return _json(body)
 
 

@@ -331,14 +331,14 @@ class TieredCache:
         return hits / total if total else 0.0
 
 
-def fail_fast_redis(url: str) -> Any:
+def fail_fast_redis(url: str, timeout: float = 0.25) -> Any:
     """A redis-py client for the request path: short timeouts and no retries, so a down Redis
     costs a request a moment, then nothing while the caller skips it (see REDIS_RETRY_AFTER)."""
     import redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    return redis.Redis.from_url(url, socket_connect_timeout=0.25, socket_timeout=0.25, retry=Retry(NoBackoff(), 0))
+    return redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0))
 
 
 _shared: TieredCache | None = None

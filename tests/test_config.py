@@ -162,3 +162,39 @@ def test_start_up_stops_with_one_line_naming_the_variable(entry: list[str]) -> N
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert lines == ["GPUBROKER configuration error: GPUBROKER_MODE: unknown mode 'production'; use sandbox or live"]
+
+
+def test_trusted_proxies_default_to_loopback_and_take_addresses_and_networks(tmp_path: Path) -> None:
+    assert load({}, tmp_path).forwarded_allow_ips == "127.0.0.1,::1"
+    chosen = load({"FORWARDED_ALLOW_IPS": " 10.0.0.0/8, 192.0.2.7 ,2001:db8::/32"}, tmp_path)
+    assert chosen.forwarded_allow_ips == "10.0.0.0/8,192.0.2.7,2001:db8::/32"
+    assert load({"FORWARDED_ALLOW_IPS": "*"}, tmp_path).forwarded_allow_ips == "*"
+
+
+@pytest.mark.parametrize(
+    ("env", "reason"),
+    [
+        ({"FORWARDED_ALLOW_IPS": "10.0.0.0/8,lb.internal"}, "'lb.internal' is not an IP address or network"),
+        ({"FORWARDED_ALLOW_IPS": "10.0.0.300"}, "'10.0.0.300' is not an IP address or network"),
+        ({**LIVE_OK, "FORWARDED_ALLOW_IPS": "*"}, "'*' would let any client choose its own address in live mode"),
+    ],
+)
+def test_a_bad_trusted_proxy_list_stops_start_up_naming_it(tmp_path: Path, env: dict[str, str], reason: str) -> None:
+    error = error_for(env, tmp_path)
+    assert error.variable == "FORWARDED_ALLOW_IPS" and reason in error.problem
+
+
+def test_live_settings_believe_x_forwarded_proto_only_through_the_trusted_proxies() -> None:
+    # Django's SECURE_PROXY_SSL_HEADER would believe the header from any peer; uvicorn sets the
+    # scheme from it only for FORWARDED_ALLOW_IPS (web.serving).
+    probe = "import web.settings as s; print(getattr(s, 'SECURE_PROXY_SSL_HEADER', None), s.FORWARDED_ALLOW_IPS)"
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", **LIVE_OK, "FORWARDED_ALLOW_IPS": "10.0.0.0/8"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["None", "10.0.0.0/8"]

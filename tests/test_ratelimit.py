@@ -18,15 +18,15 @@ from django.core.asgi import get_asgi_application
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from billing.models import ApiKey, Plan, Subscription, SubscriptionStatus
 from providers.cache import TieredCache, reset_shared_cache
 from tests.accounts_and_billing import make_user
 from tests.environment import TEST_REDIS_URL
 from web.fastpath import FastPath
-from web.ratelimit import PlanLimits, RateLimiter, reset_shared_limiter
+from web import identity
+from web.identity import Identities, InvalidationBus
+from web.ratelimit import RateLimiter, reset_shared_limiter
 
 HEALTH = "/api/v2/providers/health"
 START = 1_000_000.0  # a whole second: window boundaries are at whole multiples
@@ -63,18 +63,22 @@ def limiter(test_redis: redis.Redis, clock: Clock, prefix: str, settings: Any) -
     """The shared limiter on the test Redis with a frozen clock, plan rates as sold (multiplier 1)."""
     settings.RATE_LIMIT_ENABLED = True
     settings.RATE_LIMIT_MULTIPLIER = 1
-    shared = RateLimiter(test_redis, prefix=prefix, clock=clock)
+    # A generous timeout: on a busy machine a slow round trip must not pass for Redis down.
+    shared = RateLimiter(TEST_REDIS_URL, prefix=prefix, clock=clock, timeout=5)
     reset_shared_limiter(shared)
+    identities = Identities()
+    identity.reset_shared(identities, InvalidationBus(identities, None))
     yield shared
     reset_shared_limiter(None)
+    identity.reset_shared(None)
 
 
-def dead_redis() -> redis.Redis:
-    """A client of a port nobody listens on: every command fails at once."""
+def dead_redis() -> str:
+    """The URL of a port nobody listens on: every command fails at once."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    return redis.Redis(port=port, socket_connect_timeout=0.25, socket_timeout=0.25, retry=Retry(NoBackoff(), 0))
+    return f"redis://127.0.0.1:{port}/0"
 
 
 def statuses(client: Client, n: int, **extra: str) -> list[int]:
@@ -139,9 +143,12 @@ def test_a_pro_users_api_key_gets_pros_rate_not_its_ip(limiter: RateLimiter) -> 
 
 
 @pytest.mark.django_db
-def test_an_invalid_key_counts_as_its_ip_at_the_free_rate(limiter: RateLimiter) -> None:
+def test_an_unknown_key_is_refused_with_401_and_counts_against_its_ip(limiter: RateLimiter) -> None:
     client = Client()
-    assert statuses(client, 11, HTTP_X_API_KEY="gpb_made_up") == [200] * 10 + [429]
+    answers = [client.get(HEALTH, HTTP_X_API_KEY="gpb_made_up") for _ in range(11)]
+    assert [a.status_code for a in answers] == [401] * 10 + [429]
+    assert answers[0].json()["errors"] == [{"field": "X-API-Key", "reason": "unknown or revoked API key; create one on your account's API keys page"}]
+    assert answers[0]["WWW-Authenticate"] == 'Bearer realm="api"' and answers[0]["X-RateLimit-Remaining"] == "9"
     assert client.get(HEALTH).status_code == 429
 
 
@@ -205,29 +212,30 @@ def test_instances_sharing_redis_share_the_count(test_redis: redis.Redis, prefix
     # Another process (another instance) spends 6 of the 10 in this second.
     other = (
         "import redis, sys; from web.ratelimit import RateLimiter; "
-        f"lim = RateLimiter(redis.Redis.from_url({TEST_REDIS_URL!r}), prefix={prefix!r}, clock=lambda: {START + 0.1}); "
+        f"lim = RateLimiter({TEST_REDIS_URL!r}, prefix={prefix!r}, clock=lambda: {START + 0.1}); "
         "sys.exit(0 if all(lim.hit('ip:shared', 10).allowed for _ in range(6)) else 1)"
     )
     subprocess.run([sys.executable, "-c", other], check=True)
-    here = RateLimiter(test_redis, prefix=prefix, clock=Clock(START + 0.2))
+    here = RateLimiter(TEST_REDIS_URL, prefix=prefix, clock=Clock(START + 0.2), timeout=5)
     assert [here.hit("ip:shared", 10).allowed for _ in range(5)] == [True] * 4 + [False]
 
 
 @pytest.mark.django_db
-def test_key_limits_are_cached_briefly_then_follow_plan_changes() -> None:
+def test_identities_come_from_memory_and_a_plan_change_reaches_them_at_once(limiter: RateLimiter) -> None:
     raw = pro_key()
-    clock = Clock()
-    limits = PlanLimits(clock=clock, ttl=30)
-    client_id, rps = limits.key(raw)
-    assert rps == 100 and client_id.startswith("u:")
+    identities = identity.identities()
+    client = Client()
+    assert client.get(HEALTH, HTTP_X_API_KEY=raw)["X-RateLimit-Limit"] == "100"
     with CaptureQueriesContext(connection) as queries:
-        assert limits.key(raw) == (client_id, 100) and limits.key("gpb_made_up") is None
-        assert limits.key("gpb_made_up") is None
-    assert len(queries) == 1  # the made-up key, once; the known one from memory
-    Subscription.objects.update(status=SubscriptionStatus.CANCELED)
-    assert limits.key(raw)[1] == 100
-    clock.now += 31
-    assert limits.key(raw)[1] == 10
+        assert client.get(HEALTH, HTTP_X_API_KEY=raw)["X-RateLimit-Limit"] == "100"
+        assert client.get(HEALTH, HTTP_X_API_KEY="gpb_made_up").status_code == 401
+        assert client.get(HEALTH, HTTP_X_API_KEY="gpb_made_up").status_code == 401
+    # The known key from memory; the made-up one looked up once, then remembered as refused.
+    assert identities.lookups == 2 and len([q for q in queries if "billing_apikey" in q["sql"]]) == 1
+    subscription = Subscription.objects.get(stripe_id="sub_pro")
+    subscription.status = SubscriptionStatus.CANCELED
+    subscription.save()
+    assert client.get(HEALTH, HTTP_X_API_KEY=raw)["X-RateLimit-Limit"] == "10"  # no TTL waited for
 
 
 # ----- ASGI: the fast path and Django's async middleware -----
@@ -273,7 +281,7 @@ async def test_the_fast_path_is_limited_per_client_and_counts_once(asgi: tuple[l
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_async_django_limits_api_keys_at_their_plan(asgi: tuple[list[str], Any]) -> None:
+async def test_an_api_key_is_answered_from_memory_at_its_plan(asgi: tuple[list[str], Any]) -> None:
     from asgiref.sync import sync_to_async
 
     reached, client = asgi
@@ -281,11 +289,12 @@ async def test_async_django_limits_api_keys_at_their_plan(asgi: tuple[list[str],
     async with client() as http:
         answers = [await http.get(HEALTH, headers={"X-API-Key": raw}) for _ in range(101)]
     assert [a.status_code for a in answers] == [200] * 100 + [429]
-    assert answers[0].headers["x-ratelimit-limit"] == "100" and len(reached) == 101
+    assert answers[0].headers["x-ratelimit-limit"] == "100" and answers[99].headers["x-ratelimit-remaining"] == "0"
+    assert reached == [HEALTH]  # Django answered the first; the fast path every other, at Pro's rate
 
 
 async def test_a_burst_on_the_event_loop_is_counted_in_one_batch_exactly(test_redis: redis.Redis, prefix: str, clock: Clock) -> None:
-    limiter = RateLimiter(test_redis, prefix=prefix, clock=clock)
+    limiter = RateLimiter(TEST_REDIS_URL, prefix=prefix, clock=clock, timeout=5)
     decisions = await asyncio.gather(*(limiter.ahit("ip:10.0.0.9", 10) for _ in range(30)))
     assert [d.allowed for d in decisions] == [True] * 10 + [False] * 20  # arrival order, as one by one
     assert [d.remaining for d in decisions[:10]] == list(range(9, -1, -1))
@@ -301,3 +310,108 @@ async def test_the_event_loop_path_falls_back_in_process_when_redis_is_down(cloc
     decisions = await asyncio.gather(*(limiter.ahit("ip:10.0.0.11", 3) for _ in range(5)))
     assert [d.allowed for d in decisions] == [True, True, True, False, False]
     assert limiter.redis_errors == 1
+
+
+# ----- hardening (issue 15: items 5, 6, 13) -----
+
+
+@pytest.mark.django_db
+def test_a_plan_of_zero_requests_per_second_is_refused_by_validation_and_by_the_database() -> None:
+    from django.core.exceptions import ValidationError
+    from django.db import IntegrityError, transaction
+
+    plan = Plan(slug="nothing", name="Nothing", requests_per_second=0)
+    with pytest.raises(ValidationError) as invalid:
+        plan.full_clean()
+    assert "requests_per_second" in invalid.value.message_dict
+    with pytest.raises(IntegrityError), transaction.atomic():
+        plan.save()
+
+
+async def test_a_zero_limit_is_refused_without_ever_hanging_the_event_loop(test_redis: redis.Redis, prefix: str, clock: Clock) -> None:
+    limiter = RateLimiter(TEST_REDIS_URL, prefix=prefix, clock=clock, timeout=5)
+    zero, normal = await asyncio.wait_for(asyncio.gather(limiter.ahit("u:1", 0), limiter.ahit("u:2", 5)), timeout=10)
+    assert (zero.allowed, zero.retry_after, normal.allowed) == (False, 1, True)
+    assert not limiter.hit("u:1", 0).allowed and limiter.redis_errors == 0
+
+
+async def test_a_failing_decision_still_answers_every_waiting_request_and_the_next_ones(test_redis: redis.Redis, prefix: str, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    limiter = RateLimiter(TEST_REDIS_URL, prefix=prefix, clock=clock, timeout=5)
+    calls = {"n": 0}
+    real = corecalc_window_decide()
+
+    def broken_once(*args: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("a bug in the decision")
+        return real(*args)
+
+    monkeypatch.setattr("web.ratelimit.corecalc.window_decide", broken_once)
+    # Bounded waits: before the fix these futures were never resolved and the loop hung forever.
+    first = await asyncio.wait_for(asyncio.gather(*(limiter.ahit("ip:a", 5) for _ in range(3))), timeout=10)
+    assert [d.allowed for d in first] == [True, True, True]
+    later = await asyncio.wait_for(limiter.ahit("ip:b", 5), timeout=10)
+    assert later.allowed and later.limit == 5
+
+
+def corecalc_window_decide() -> Any:
+    import corecalc
+
+    return corecalc.window_decide
+
+
+def test_a_refund_after_its_counter_expired_leaves_no_counter_behind(test_redis: redis.Redis, prefix: str, clock: Clock) -> None:
+    limiter = RateLimiter(TEST_REDIS_URL, prefix=prefix, clock=clock, timeout=5)
+    assert [limiter.hit("ip:r", 1).allowed for _ in range(2)] == [True, False]
+    current = f"{prefix}ip:r:{int(START)}"
+    assert int(test_redis.get(current)) == 1  # the refused one was given back
+    test_redis.delete(current)  # the counter expires between the count and the refund
+    limiter._give_back(keys=[current], args=[1])
+    assert test_redis.exists(current) == 0  # before the fix: -1, and no TTL
+
+
+async def test_a_stray_negative_counter_neither_raises_nor_passes_for_redis_down(test_redis: redis.Redis, prefix: str, clock: Clock) -> None:
+    limiter = RateLimiter(TEST_REDIS_URL, prefix=prefix, clock=clock, timeout=5)
+    test_redis.set(f"{prefix}ip:n:{int(START) - 1}", -1)  # what an old refund could leave
+    assert limiter.hit("ip:n", 3).allowed
+    assert (await limiter.ahit("ip:n", 3)).allowed
+    assert limiter.redis_errors == 0
+
+
+@pytest.fixture
+def unix_redis(tmp_path: Any) -> Iterator[str]:
+    """A private Redis listening only on a unix socket."""
+    import shutil
+    import time
+
+    assert shutil.which("redis-server"), "redis-server is needed"
+    path = tmp_path / "redis.sock"
+    server = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", str(path), "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    client = redis.Redis(unix_socket_path=str(path))
+    for _ in range(200):
+        try:
+            client.ping()
+            break
+        except (redis.RedisError, OSError):
+            time.sleep(0.02)
+    yield f"unix://{path}?db=2"
+    server.terminate()
+    server.wait(timeout=10)
+
+
+async def test_a_unix_socket_redis_url_is_used_by_the_event_loop_client_too(unix_redis: str, clock: Clock) -> None:
+    limiter = RateLimiter(unix_redis, prefix="rl:", clock=clock)
+    decisions = await asyncio.gather(*(limiter.ahit("ip:u", 2) for _ in range(3)))
+    assert [d.allowed for d in decisions] == [True, True, False] and limiter.redis_errors == 0
+    # Counted in that server (db 2), not in process: another instance sees the count.
+    assert int(redis.Redis.from_url(unix_redis).get(f"rl:ip:u:{int(START)}")) == 2
+
+
+async def test_a_rediss_url_gives_the_event_loop_client_tls(clock: Clock) -> None:
+    from redis.asyncio.connection import SSLConnection
+
+    limiter = RateLimiter("rediss://:secret@redis.example.com:6380/0", clock=clock)
+    batch = limiter._loop_batch()
+    pool = batch.client.connection_pool
+    assert pool.connection_class is SSLConnection
+    assert pool.connection_kwargs["host"] == "redis.example.com" and pool.connection_kwargs["password"] == "secret"

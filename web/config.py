@@ -7,8 +7,9 @@ so tests can call `load_config` with any mapping.
 
 from __future__ import annotations
 
-import re
+import ipaddress
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ REDACTED = "********"
 def redact_url(text: str) -> str:
     """`text` with the password of every URL in it replaced, e.g. redis://:********@host:6379/0."""
     return _URL_PASSWORD.sub(lambda m: f"{m['head']}:{REDACTED}@", text)
+# Only a proxy on this machine is trusted to say who the client is, unless configured otherwise.
+DEFAULT_FORWARDED_ALLOW_IPS = "127.0.0.1,::1"
 
 
 class ConfigError(ImproperlyConfigured):
@@ -73,6 +76,8 @@ class Config:
     rate_limit_enabled: bool = True
     rate_limit_multiplier: int = 1  # applied to every plan's requests per second
     web_concurrency: int = 1  # server processes `manage.py serve` starts
+    # Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (uvicorn's --forwarded-allow-ips).
+    forwarded_allow_ips: str = DEFAULT_FORWARDED_ALLOW_IPS
 
     @property
     def is_live(self) -> bool:
@@ -261,6 +266,27 @@ def _rate_limits(env: Mapping[str, str], mode: str) -> tuple[bool, int]:
     return enabled, env_int(env, "RATE_LIMIT_SANDBOX_MULTIPLIER", DEFAULT_SANDBOX_RATE_MULTIPLIER, minimum=1)
 
 
+def parse_forwarded_allow_ips(raw: str | None, mode: str) -> str:
+    """The trusted proxies: comma-separated addresses and networks (CIDR), or `*` (sandbox only).
+
+    Every entry must parse: uvicorn silently treats a typo as a literal that never matches, which
+    would put every client behind the load balancer on the balancer's one rate limit.
+    """
+    if raw is None or not raw.strip():
+        return DEFAULT_FORWARDED_ALLOW_IPS
+    items = [item.strip() for item in raw.split(",") if item.strip()]
+    if items == ["*"]:
+        if mode == LIVE:
+            raise ConfigError("FORWARDED_ALLOW_IPS", "'*' would let any client choose its own address in live mode; list the load balancers' addresses or networks")
+        return "*"
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False) if "/" in item else ipaddress.ip_address(item)
+        except ValueError:
+            raise ConfigError("FORWARDED_ALLOW_IPS", f"{item!r} is not an IP address or network (e.g. 10.0.0.0/8,127.0.0.1)") from None
+    return ",".join(items)
+
+
 def load_config(env: Mapping[str, str], base_dir: Path) -> Config:
     """Builds the Config from `env`, raising ConfigError on the first bad value."""
     mode = _mode(env)
@@ -321,4 +347,5 @@ def load_config(env: Mapping[str, str], base_dir: Path) -> Config:
         rate_limit_enabled=rate_limit_enabled,
         rate_limit_multiplier=rate_limit_multiplier,
         web_concurrency=_web_concurrency(env, redis_url, os.cpu_count() or 1),
+        forwarded_allow_ips=parse_forwarded_allow_ips(env.get("FORWARDED_ALLOW_IPS"), mode),
     )

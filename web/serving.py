@@ -23,5 +23,23 @@ def uvicorn_command(app: str, host: str, port: int, workers: int = 1) -> list[st
         # Daphne-style start: the app starts its embedded worker on the first connection.
         "--lifespan", "off",
         "--no-access-log", "--log-level", "warning",
-        "--proxy-headers", "--forwarded-allow-ips", "127.0.0.1",
+        # The client's address and scheme come from X-Forwarded-For/-Proto only from these peers:
+        # the rate limiter (fast path and Django alike) counts the address uvicorn puts in the scope.
+        "--proxy-headers", "--forwarded-allow-ips", forwarded_allow_ips(),
     ]
+
+
+def forwarded_allow_ips() -> str:
+    """FORWARDED_ALLOW_IPS as validated by web.config (default: loopback only); read from the
+    environment when Django is not set up in this process (the bench starts servers that way)."""
+    import os
+
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+
+    from web.config import SANDBOX, parse_forwarded_allow_ips
+
+    try:
+        return settings.FORWARDED_ALLOW_IPS
+    except ImproperlyConfigured:
+        return parse_forwarded_allow_ips(os.environ.get("FORWARDED_ALLOW_IPS"), os.environ.get("GPUBROKER_MODE", SANDBOX).strip().lower())

@@ -100,7 +100,8 @@ REDIS_URL = CONFIG.redis_url
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
+            # django-redis, with this process's memory standing in while Redis is down (web.fallback_cache).
+            "BACKEND": "web.fallback_cache.FallbackRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "gpubroker",
             "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 1},
@@ -254,7 +255,6 @@ if CONFIG.is_live:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_SSL_REDIRECT = CONFIG.secure_ssl_redirect
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_HSTS_SECONDS = 31536000
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
@@ -264,6 +264,11 @@ if CONFIG.is_live and METRICS_TOKEN and len(METRICS_TOKEN) < 24:
     raise ConfigError("METRICS_TOKEN", "too short for live mode; use at least 24 random characters")
 # DEBUG error pages hide every secret: CONFIG, URL passwords, credentials (web/redaction.py).
 DEFAULT_EXCEPTION_REPORTER_FILTER = "web.redaction.SecretsFilter"
+# Trusted proxies (FORWARDED_ALLOW_IPS): uvicorn takes the client address and scheme from
+# X-Forwarded-For / X-Forwarded-Proto only when the peer is one of them (web.serving), so the
+# rate limiter and request.is_secure() see the same truth; no SECURE_PROXY_SSL_HEADER, which
+# Django would believe from any peer.
+FORWARDED_ALLOW_IPS = CONFIG.forwarded_allow_ips
 # /health is probed by load balancers over plain HTTP inside the network.
 SECURE_REDIRECT_EXEMPT = [r"^health$"]
 
