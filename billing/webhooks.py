@@ -13,6 +13,7 @@ import stripe
 from django.db import transaction
 
 from billing.models import StripeEvent
+from billing.topups import fulfil_topup
 from billing.subscriptions import fulfil_checkout, invoice_subscription_id, record_invoice, stamp, sync_subscription
 
 Event = dict[str, Any]
@@ -20,7 +21,10 @@ DUPLICATE = "duplicate: already processed"
 
 
 def _checkout(api: stripe.StripeClient, event: Event) -> str:
-    return fulfil_checkout(api, event["data"]["object"])
+    session = event["data"]["object"]
+    if session.get("mode") == "payment":
+        return fulfil_topup(session)
+    return fulfil_checkout(api, session)
 
 
 def _invoice(api: stripe.StripeClient, event: Event) -> str:
