@@ -9,7 +9,7 @@ No outside call happens here; callers talk to Stripe or providers before or afte
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone as dt_timezone
 from decimal import Decimal
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -74,7 +74,7 @@ class Spend:
 
 
 def month_start(now: datetime | None = None) -> datetime:
-    now = timezone.localtime(now or timezone.now(), timezone.utc)
+    now = (now or timezone.now()).astimezone(dt_timezone.utc)
     return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
