@@ -201,3 +201,24 @@ def test_another_users_draft_and_link_are_404(world: World, member: Client, user
 def test_the_wizard_needs_a_signed_in_user(world: World) -> None:
     response = Client().get(f"/pods/new/{a100().pk}/")
     assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
+
+
+def test_offer_rows_have_a_deploy_action(world: World, member: Client) -> None:
+    browse = member.get("/browse/?gpu_type=A100+80GB").content.decode()
+    assert re.search(r'href="/pods/new/\d+/"[^>]*>Deploy</a>', browse)
+    landing = Client().get("/").content.decode()
+    assert re.search(r'href="/pods/new/\d+/"[^>]*>Deploy</a>', landing)
+
+
+def test_the_dashboard_shows_my_pods_stats_and_activity(world: World, member: Client, user: Any) -> None:
+    fund(user)
+    rental = deployed(member, world)
+    page = member.get("/dashboard/").content.decode()
+    assert f'href="/pods/{rental.pk}/">trainer</a>' in page and "Provisioning" in page
+    assert re.search(r'data-testid="stat-active-pods"[\s\S]*?<p class="stat__value">1</p>', page)
+    assert "Deploy requested" in page and "+ Deploy new pod" in page
+    partial = member.get("/dashboard/", HTTP_HX_REQUEST="true").content.decode()
+    assert "<html" not in partial and "trainer" in partial
+    eve = Client()
+    eve.force_login(make_user("eve@example.com"))
+    assert "trainer" not in eve.get("/dashboard/").content.decode()

@@ -7,6 +7,7 @@ from django.views.decorators.http import require_GET
 
 from billing.entitlements import standing
 from billing.models import ApiKey
+from pods.summary import overview as pods_overview
 
 
 @login_required
@@ -15,5 +16,6 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     context = {
         "standing": standing(request.user),
         "api_key_count": ApiKey.objects.filter(user=request.user).active().count(),
+        **pods_overview(request.user),
     }
-    return render(request, "pages/dashboard.html", context)
+    return render(request, "pages/dashboard.html#my-pods" if request.htmx else "pages/dashboard.html", context)
