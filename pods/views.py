@@ -164,9 +164,19 @@ def detail_context(rental: Rental) -> dict[str, Any]:
         "rental": rental, "events": list(rental.events.all()), "cost": cost, "urls": urls, "uptime": rental.uptime(),
         "connect": rental.state == State.RUNNING, "scale_form": ScaleForm(counts=counts, current=rental.gpu_count) if len(counts) > 1 else None,
         "cap_share": (cost / rental.spend_cap * 100) if rental.spend_cap else None,
+        "monthly": _monthly_share(rental),
         "can": {name: machine.can(rental, to) for name, to in (("stop", State.STOPPED), ("start", State.RUNNING), ("terminate", State.TERMINATED))},
         "live": rental.state in engine.WORKING_STATES,
     }
+
+
+def _monthly_share(rental: Rental) -> tuple[Decimal, Decimal] | None:
+    """(cap, percent used) of the owner's monthly cap when 80 % or more is used, for the warning."""
+    cap = money.monthly_cap(rental.user)
+    if not cap:
+        return None
+    share = ledger.spent_this_month(rental.user, rental.livemode) / cap * 100
+    return (cap, share) if share >= 80 else None
 
 
 @login_required

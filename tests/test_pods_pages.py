@@ -222,3 +222,34 @@ def test_the_dashboard_shows_my_pods_stats_and_activity(world: World, member: Cl
     eve = Client()
     eve.force_login(make_user("eve@example.com"))
     assert "trainer" not in eve.get("/dashboard/").content.decode()
+
+
+def test_the_pod_page_warns_at_80_percent_of_the_monthly_cap(world: World, member: Client, user: Any) -> None:
+    from billing import ledger
+    from billing.models import LedgerKind
+    from pods.models import SpendCap
+
+    fund(user)
+    rental = deployed(member, world)
+    assert 'data-testid="monthly-cap-warning"' not in member.get(f"/pods/{rental.pk}/").content.decode()
+    SpendCap.objects.create(user=user, monthly_cap=Decimal("10"))
+    ledger.post(user, Decimal("-8.5"), LedgerKind.USAGE, "test:usage", "usage", subject=rental.subject)
+    page = member.get(f"/pods/{rental.pk}/").content.decode()
+    assert 'data-testid="monthly-cap-warning"' in page and "85 % of your monthly spend cap is used" in page
+
+
+def test_savings_are_measured_against_the_median_price_of_the_gpu_type(world: World, user: Any) -> None:
+    from pods import summary
+
+    fund(user)
+    rental = deployed_direct(user)
+    median = summary.median_per_gpu("A100 80GB")
+    rental.uptime_seconds = 7200
+    assert summary.savings([rental]) == (max(Decimal(0), median - rental.provider_price_per_hour) * 2).quantize(Decimal("0.01"))
+
+
+def deployed_direct(user: Any) -> Rental:
+    from pods import actions
+    from tests.pods_world import config
+
+    return actions.deploy(user, a100(), config(), "direct")[0]
