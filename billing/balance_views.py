@@ -33,8 +33,8 @@ def balance_context(user: Any, form_error: str = "", amount: str = "") -> dict[s
 def _form_again(request: HttpRequest, error: str, status: int) -> HttpResponse:
     """The top-up form with its error, inline: the partial for htmx, else the billing page."""
     context = balance_context(request.user, error, request.POST.get("amount", ""))
-    if request.htmx:
-        return render(request, "billing/overview.html#topup-form", context, status=status)
+    if request.htmx:  # htmx swaps only 2xx answers: the form with its inline error is a 200 to htmx
+        return render(request, "billing/overview.html#topup-form", context, status=200)
     from billing.views import overview  # the page with every other section
 
     response = overview(request)

@@ -77,7 +77,8 @@ def configure(request: HttpRequest, token: str) -> HttpResponse:
         # Keep what was typed, even when invalid: Back or a refresh shows it again.
         draft.data = {**draft.data, **{k: v for k, v in request.POST.items() if k in form.fields}}
         draft.save(update_fields=["data", "updated_at"])
-        status = 400
+        # htmx swaps only 2xx answers: the partial with its inline errors is a 200 to htmx.
+        status = 200 if request.htmx else 400
     else:
         form = ConfigureForm(initial=_initial(draft), offer=draft.offer)
         status = 200

@@ -126,7 +126,8 @@ def test_a_declined_card_credits_nothing(member: Client, user: Any, stripe_emula
 def test_a_bad_amount_is_an_inline_error_and_no_session(member: Client, stripe_emulator: Stripe, amount: str, reason: str) -> None:
     attempt = topup_attempt(member.get("/billing/").content.decode())
     response = member.post("/billing/top-up/", {"attempt": attempt, "amount": amount}, HTTP_HX_REQUEST="true")
-    assert response.status_code == 400
+    assert response.status_code == 200  # htmx swaps only 2xx answers
+    assert member.post("/billing/top-up/", {"attempt": attempt, "amount": amount}).status_code == 400
     body = response.content.decode()
     assert reason in body and 'aria-invalid="true"' in body and f'value="{amount}"' in body
     assert stripe_emulator.state.db["checkout.session"] == {}
@@ -144,3 +145,15 @@ def test_a_session_paid_for_another_user_is_not_credited_to_the_wrong_one(member
 
 def test_parse_amount_takes_dollars_and_cents() -> None:
     assert topups.parse_amount("$1,234.50") == 123450
+
+
+def test_the_emulator_refuses_a_recurring_price_in_payment_mode_as_stripe_does(stripe_emulator: Stripe) -> None:
+    import stripe as stripe_sdk
+
+    from billing import gateway
+
+    api = gateway.client()
+    price = api.v1.prices.create(params={"currency": "usd", "unit_amount": 100, "recurring": {"interval": "month"}, "product_data": {"name": "x"}})
+    with pytest.raises(stripe_sdk.InvalidRequestError) as refused:
+        api.v1.checkout.sessions.create(params={"mode": "payment", "success_url": "http://x/", "line_items": [{"price": price.id, "quantity": 1}]})
+    assert refused.value.param == "line_items[0][price]" and "recurring price" in str(refused.value)
