@@ -77,6 +77,7 @@ def test_review_requotes_through_the_adapter_and_shows_costs_with_markup(world: 
     assert f"${per_hour * 24:.2f}" in body and f"${per_hour * 730:.2f}" in body
     assert "0 of 1 in use (Free)" in body
     assert "lasts about" in body and 'data-testid="price-moved"' not in body
+    assert re.search(r'<button type="submit" class="btn btn--primary" >Deploy</button>', body)  # enabled
 
 
 def test_review_says_so_when_the_provider_now_asks_another_price(world: World, member: Client, user: Any) -> None:
@@ -92,6 +93,7 @@ def test_review_says_so_when_the_provider_now_asks_another_price(world: World, m
 def test_review_without_balance_refuses_with_the_reason(world: World, member: Client) -> None:
     body = member.get(configured(member)).content.decode()
     assert 'data-testid="refusal"' in body and "first hour covered" in body
+    assert re.search(r'<button type="submit" class="btn btn--primary" disabled>Deploy</button>', body)
 
 
 def test_a_double_submit_of_deploy_makes_one_pod(world: World, member: Client, user: Any) -> None:
