@@ -117,7 +117,7 @@ def test_a_pro_user_tops_up_deploys_activates_scales_and_terminates_a_pod(page: 
     mail.get_by_role("link", name=re.compile("journey-pod is ready")).click()
     expect(page.frame_locator("iframe[title='HTML part of the email']").get_by_role("link", name="Activate and connect")).to_be_visible()
     both_sizes(page, artifacts, "06-pod-ready-email")
-    page.get_by_test_id("mail-text").get_by_role("link", name=re.compile("/pods/activate/")).click()
+    page.get_by_test_id("mail-text").get_by_role("link", name=re.compile("pods.activate")).click()
 
     # Running, with SSH details and a cost that rises by the second.
     expect(page.get_by_test_id("pod-state")).to_have_text("Running")
@@ -130,7 +130,7 @@ def test_a_pro_user_tops_up_deploys_activates_scales_and_terminates_a_pod(page: 
     # Scale to 2 GPUs: re-quoted and re-provisioned, running again without a new activation.
     page.get_by_label("New GPU count").select_option("2")
     page.get_by_role("button", name="Scale").click()
-    expect(page.get_by_text("re-provisioning")).to_be_visible()
+    expect(page.get_by_text("Re-quoted and re-provisioning")).to_be_visible()
     expect(page.get_by_test_id("pod-state")).to_have_text("Running", timeout=30_000)
     expect(page.get_by_role("heading", name="journey-pod")).to_be_visible()
     assert page.url == pod_url

@@ -73,6 +73,15 @@ class Standing:
         return timedelta(hours=float(max(Decimal(0), money) / per_hour))
 
 
+def duration_label(span: timedelta | None) -> str:
+    """A span as people read it: "33 h 5 min", "12 min"."""
+    if span is None:
+        return ""
+    minutes = int(span.total_seconds() // 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+
+
 def standing(user: AbstractBaseUser) -> Standing:
     plan = current_plan(user)
     return Standing(

@@ -126,7 +126,7 @@ def review(request: HttpRequest, token: str) -> HttpResponse:
     except money.Refused as exc:
         refusal = exc
     context.update(quote=quote, costs=costs, listed=target.price_per_hour, listed_age=target.last_updated, listed_source=target.get_source_display(),
-                   moved=quote.provider_price != target.price_per_hour, standing=now, time_left=now.time_left(costs.per_hour), refusal=refusal,
+                   moved=quote.provider_price != target.price_per_hour, standing=now, time_left=money.duration_label(now.time_left(costs.per_hour)), refusal=refusal,
                    balance=ledger.dollars(now.balance))
     return render(request, "pods/review.html", context)
 
