@@ -102,7 +102,25 @@ def _provider_call(rental: Rental, method: str) -> None:
         cloud.call(rental.provider_slug, lambda adapter: getattr(adapter, method)(rental.instance_id))
 
 
-def meter(rental: Rental, now: Any = None) -> Decimal:
+# The loop posts usage at most once a minute per pod (one ledger row, not one per second); stop,
+# terminate and scale post the last seconds at once. Checks in between add the unposted seconds.
+METER_ROW_SECONDS = 60
+
+
+def pending(rental: Rental, now: Any = None) -> Decimal:
+    """What the pod has used since it was last metered (whole seconds), not yet in the ledger."""
+    if rental.state not in (State.AWAITING_ACTIVATION, State.RUNNING) or rental.metered_until is None:
+        return Decimal(0)
+    seconds = max(0, int(((now or timezone.now()) - rental.metered_until).total_seconds()))
+    return rental.price_per_hour * seconds / 3600
+
+
+def cost_so_far(rental: Rental, now: Any = None) -> Decimal:
+    """Everything the pod has cost, by the second: the ledger plus the seconds not posted yet."""
+    return ledger.spent_on(rental.subject, rental.livemode) + pending(rental, now)
+
+
+def meter(rental: Rental, now: Any = None, min_seconds: int = 1) -> Decimal:
     """Charges the pod's usage since it was last metered, by the whole second; returns the charge."""
     now = now or timezone.now()
     with transaction.atomic():
@@ -110,7 +128,7 @@ def meter(rental: Rental, now: Any = None) -> Decimal:
         if locked.state not in (State.AWAITING_ACTIVATION, State.RUNNING) or locked.metered_until is None:
             return Decimal(0)
         seconds = int((now - locked.metered_until).total_seconds())
-        if seconds < 1:
+        if seconds < max(1, min_seconds):
             return Decimal(0)
         amount = locked.price_per_hour * seconds / 3600
         start = locked.metered_until
@@ -123,12 +141,12 @@ def meter(rental: Rental, now: Any = None) -> Decimal:
     return amount
 
 
-def stop(rental: Rental, reason: str = "Stopped by you") -> Rental:
+def stop(rental: Rental, reason: str = "Stopped by you", now: Any = None) -> Rental:
     if not machine.can(rental, State.STOPPED):
         raise machine.TransitionRefused(rental, State.STOPPED)
-    meter(rental)
+    meter(rental, now)
     cloud.call(rental.provider_slug, lambda adapter: adapter.stop(rental.instance_id))  # type: ignore[attr-defined]
-    meter(rental)
+    meter(rental, now)
     return machine.transition(rental, State.STOPPED, reason, metered_until=None)
 
 
@@ -152,7 +170,7 @@ def terminate(rental: Rental) -> Rental:
         rental = machine.transition(rental, State.TERMINATED, "Terminated", metered_until=None)
         final = ledger.spent_on(rental.subject, livemode=rental.livemode)
         ledger.post(rental.user, Decimal(0), LedgerKind.RECEIPT, f"{rental.subject}:receipt",
-                    f"{rental.name} terminated: {rental.uptime()} s of uptime, final cost {ledger.dollars(final)}",
+                    f"{rental.name} terminated: {rental.uptime()} s of uptime, final cost ${final:.4f}",
                     subject=rental.subject, livemode=rental.livemode)
         Rental.objects.filter(pk=rental.pk).update(final_cost=final)
     rental.refresh_from_db()

@@ -17,7 +17,6 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Field, Header, Router, Schema, Status
 from ninja.security import django_auth
 
-from billing import ledger
 from billing.api import ApiKeyAuth
 from billing.models import ApiKey
 from pods import actions, machine, money
@@ -102,7 +101,7 @@ def _out(rental: Rental) -> dict[str, Any]:
         "offer_name": rental.offer_name, "region": rental.region, "gpu_type": rental.gpu_type, "gpu_count": rental.gpu_count,
         "template": rental.template, "image": rental.image, "price_per_hour": rental.price_per_hour,
         "provider_price_per_hour": rental.provider_price_per_hour, "markup_pct": rental.markup_pct,
-        "cost_so_far": ledger.spent_on(rental.subject, rental.livemode).quantize(Decimal("0.000001")), "final_cost": rental.final_cost,
+        "cost_so_far": actions.cost_so_far(rental).quantize(Decimal("0.000001")), "final_cost": rental.final_cost,
         "uptime_seconds": rental.uptime(), "ssh_command": rental.ssh_command if rental.state == "running" else None,
         "created_at": rental.created_at, "events": list(rental.events.values("at", "kind", "from_state", "to_state", "message")),
     }

@@ -189,13 +189,13 @@ def take(rental: Rental, offer: Offer, note: str) -> Rental:
 # ----- money while it runs -----
 
 def enforce(rental: Rental, now: datetime) -> None:
-    actions.meter(rental, now)
+    actions.meter(rental, now, min_seconds=actions.METER_ROW_SECONDS)
     if rental.state not in (State.AWAITING_ACTIVATION, State.RUNNING):
         return
     reason = stop_reason(rental, now)
     if reason:
         try:
-            actions.stop(rental, f"Stopped automatically: {reason}")
+            actions.stop(rental, f"Stopped automatically: {reason}", now)
         except AdapterError as exc:
             log.warning("rental %s: could not stop (%s); trying again next tick", rental.pk, exc)
             return
@@ -205,27 +205,29 @@ def enforce(rental: Rental, now: datetime) -> None:
 
 
 def stop_reason(rental: Rental, now: datetime) -> str:
-    balance = ledger.balance(rental.user, livemode=rental.livemode)
-    if balance <= 0:
+    """Why the pod must stop now, counting the seconds not yet posted to the ledger; or ""."""
+    unposted = actions.pending(rental, now)
+    if ledger.balance(rental.user, livemode=rental.livemode) - unposted <= 0:
         return "your balance is used up"
     if rental.ends_at and now >= rental.ends_at:
         return f"its {rental.duration_hours} h duration ended"
-    if rental.spend_cap is not None and ledger.spent_on(rental.subject, rental.livemode) >= rental.spend_cap:
+    if rental.spend_cap is not None and ledger.spent_on(rental.subject, rental.livemode) + unposted >= rental.spend_cap:
         return f"it reached its spend cap of {ledger.dollars(rental.spend_cap)}"
     cap = money.monthly_cap(rental.user)
-    if cap is not None and ledger.spent_this_month(rental.user, rental.livemode, now) >= cap:
+    if cap is not None and ledger.spent_this_month(rental.user, rental.livemode, now) + unposted >= cap:
         return f"your monthly spend cap of {ledger.dollars(cap)} is reached"
     return ""
 
 
 def warn(rental: Rental, now: datetime) -> None:
-    if rental.spend_cap and rental.warned_cap_at is None and ledger.spent_on(rental.subject, rental.livemode) >= rental.spend_cap * money.WARN_SHARE:
+    unposted = actions.pending(rental, now)
+    if rental.spend_cap and rental.warned_cap_at is None and ledger.spent_on(rental.subject, rental.livemode) + unposted >= rental.spend_cap * money.WARN_SHARE:
         if Rental.objects.filter(pk=rental.pk, warned_cap_at__isnull=True).update(warned_cap_at=now):
             machine.record(rental, RentalEvent.Kind.WARNING, f"80 % of the pod's spend cap ({ledger.dollars(rental.spend_cap)}) is used")
             emails.send_warning(rental, "pod's spend cap")
     cap = SpendCap.objects.filter(user=rental.user).first()
     month = ledger.month_start(now).date()
-    if cap and cap.monthly_cap and cap.warned_month != month and ledger.spent_this_month(rental.user, rental.livemode, now) >= cap.monthly_cap * money.WARN_SHARE:
+    if cap and cap.monthly_cap and cap.warned_month != month and ledger.spent_this_month(rental.user, rental.livemode, now) + unposted >= cap.monthly_cap * money.WARN_SHARE:
         if SpendCap.objects.filter(pk=cap.pk).exclude(warned_month=month).update(warned_month=month):
             machine.record(rental, RentalEvent.Kind.WARNING, f"80 % of your monthly spend cap ({ledger.dollars(cap.monthly_cap)}) is used")
             emails.send_warning(rental, "monthly spend cap")

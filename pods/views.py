@@ -159,7 +159,7 @@ def detail_context(rental: Rental) -> dict[str, Any]:
     host = rental.ssh_host
     ports = port_rows(rental.ports)
     urls = [(p.label, f"{p.scheme}://{host}:{p.number}/" if p.scheme == "http" else f"{host}:{p.number}") for p in ports] if host else []
-    cost = ledger.spent_on(rental.subject, livemode=rental.livemode)
+    cost = actions.cost_so_far(rental)
     counts = sorted({o.gpu_count for o in sibling_offers(rental.offer) if o.region == rental.region}) if rental.offer else []
     return {
         "rental": rental, "events": list(rental.events.all()), "cost": cost, "urls": urls, "uptime": rental.uptime(),

@@ -127,6 +127,29 @@ def test_running_is_metered_by_the_second_into_the_ledger(world: World, user: An
     assert ledger.balance(user) == ledger.ledger_sum(user)
 
 
+def test_the_loop_posts_usage_once_a_minute_and_stop_posts_the_last_seconds(world: World, user: Any) -> None:
+    fund(user)
+    rental = provisioned(world, user)
+    start = rental.metered_until
+    engine.enforce(rental, start + timedelta(seconds=59))
+    assert not LedgerEntry.objects.filter(kind="usage").exists()
+    assert actions.cost_so_far(rental, start + timedelta(seconds=59)) == rental.price_per_hour * 59 / 3600
+    engine.enforce(rental, start + timedelta(seconds=61))
+    assert LedgerEntry.objects.filter(kind="usage").count() == 1
+    actions.stop(rental, now=start + timedelta(seconds=75))
+    assert LedgerEntry.objects.filter(kind="usage").count() == 2
+    assert ledger.balance(user) == ledger.ledger_sum(user)
+
+
+def test_unposted_seconds_count_towards_zero_balance(world: World, user: Any) -> None:
+    fund(user, "2")
+    rental = provisioned(world, user)
+    ledger.post(user, Decimal("-0.5"), "usage", "test:drain", "drain")  # left: 1.5, under one hour
+    seconds_to_empty = int(Decimal("1.5") / (rental.price_per_hour / 3600)) + 1
+    assert engine.stop_reason(rental, rental.metered_until + timedelta(seconds=seconds_to_empty)) == "your balance is used up"
+    assert engine.stop_reason(rental, rental.metered_until + timedelta(seconds=30)) == ""
+
+
 def test_zero_balance_stops_the_pod_with_an_email(world: World, user: Any) -> None:
     fund(user, "2")
     rental = provisioned(world, user)
@@ -203,7 +226,7 @@ def test_a_terminated_pod_frees_its_plan_slot_and_gets_a_receipt(world: World, u
     rental = actions.terminate(rental)
     assert rental.state == State.TERMINATED and rental.final_cost is not None and rental.final_cost > 0
     receipt = LedgerEntry.objects.get(reference=f"{rental.subject}:receipt")
-    assert receipt.amount == 0 and ledger.dollars(rental.final_cost) in receipt.description
+    assert receipt.amount == 0 and f"final cost ${rental.final_cost:.4f}" in receipt.description
     assert world.store.get(rental.instance_id)["terminated_at"] is not None
     deploy(user, "next")  # Free's one pod is free again
 
