@@ -24,7 +24,6 @@ from billing.subscriptions import lock_user
 from pods import cloud, emails, machine, money
 from pods.images import TEMPLATES
 from pods.models import Rental, RentalEvent, State
-from providers.adapters.base import AdapterError
 from providers.models import Offer
 
 
@@ -224,4 +223,4 @@ def resend_ready(rental: Rental) -> None:
     emails.send_ready(rental)
 
 
-__all__ = ["PodConfig", "RequestConflict", "deploy", "stop", "start", "terminate", "scale", "activate", "resend_ready", "meter", "AdapterError"]
+__all__ = ["PodConfig", "RequestConflict", "deploy", "stop", "start", "terminate", "scale", "activate", "resend_ready", "meter", "pending", "cost_so_far"]

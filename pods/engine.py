@@ -19,7 +19,6 @@ import logging
 import os
 import socket
 from datetime import datetime, timedelta
-from decimal import Decimal
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -250,4 +249,4 @@ async def run(stop: asyncio.Event, tick_seconds: float | None = None) -> None:
             pass
 
 
-__all__ = ["tick", "run", "advance", "enforce", "fail_over", "take", "equivalent_offers", "Decimal"]
+__all__ = ["tick", "run", "advance", "enforce", "fail_over", "take", "equivalent_offers"]

@@ -14,6 +14,7 @@ from billing.models import LedgerKind
 from pods import cloud
 from pods.actions import PodConfig
 from providers.adapters.sandbox import MemoryInstanceStore, SandboxCloud, SandboxMarket, quiet_settings
+from pods.models import Rental
 from providers.models import Offer
 from providers.snapshot import read_snapshot
 
@@ -72,3 +73,12 @@ def config(**overrides: Any) -> PodConfig:
     values: dict[str, Any] = {"name": "trainer", "gpu_count": 1, "template": "pytorch", "disk_gb": 50, "ssh_public_key": SSH_KEY}
     values.update(overrides)
     return PodConfig(**values)
+
+
+def make_rental(user: Any) -> Rental:
+    """A pod row in draft, made directly (no catalog, no provider): for the state machine and websockets."""
+    return Rental.objects.create(
+        user=user, name="trainer", request_key="k", provider_slug="cudo", offer_name="intel-ice-lake-a100-pci_1x2v4gb", region="us-carlsbad-1",
+        gpu_type="A100 80GB", gpu_count=1, template="pytorch", image="pytorch/pytorch", ports=[{"number": 8888, "label": "Jupyter", "scheme": "http"}],
+        ssh_public_key=SSH_KEY, provider_price_per_hour=Decimal("1.3734"), markup_pct=Decimal("10"), price_per_hour=Decimal("1.5107"),
+    )

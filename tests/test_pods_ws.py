@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -11,20 +10,12 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 
 from pods import machine
-from pods.models import Rental, State
+from pods.models import State
 from tests.accounts_and_billing import make_user
-from tests.pods_world import SSH_KEY
+from tests.pods_world import make_rental
 from web.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def make_rental(user: Any) -> Rental:
-    return Rental.objects.create(
-        user=user, name="trainer", request_key="k", provider_slug="cudo", offer_name="intel-ice-lake-a100-pci_1x2v4gb", region="us-carlsbad-1",
-        gpu_type="A100 80GB", gpu_count=1, template="pytorch", image="pytorch/pytorch", ports=[{"number": 8888, "label": "Jupyter", "scheme": "http"}],
-        ssh_public_key=SSH_KEY, provider_price_per_hour=Decimal("1.3734"), markup_pct=Decimal("10"), price_per_hour=Decimal("1.5107"),
-    )
 
 
 def headers_for(user: Any | None) -> list[tuple[bytes, bytes]]:
@@ -42,10 +33,10 @@ async def test_the_owner_gets_the_pod_now_and_after_each_transition() -> None:
     socket = WebsocketCommunicator(application, f"/ws/rentals/{rental.pk}/", headers=await sync_to_async(headers_for)(user))
     connected, _ = await socket.connect()
     assert connected
-    first = await socket.receive_from(timeout=5)
+    first = await socket.receive_from(timeout=30)
     assert 'id="pod-live"' in first and "Draft" in first
     await sync_to_async(machine.transition)(rental, State.PROVISIONING, "Deploy requested")
-    pushed = await socket.receive_from(timeout=5)
+    pushed = await socket.receive_from(timeout=30)
     assert "Provisioning" in pushed and "Deploy requested" in pushed
     assert 'name="csrfmiddlewaretoken" value="abcdefghijklmnopqrstuvwxyz012345"' in pushed
     await socket.disconnect()
