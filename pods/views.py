@@ -222,7 +222,7 @@ def terminate(request: HttpRequest, rental_id: int) -> HttpResponse:
 
     def work() -> None:
         ended = actions.terminate(rental)
-        messages.info(request, f"Final cost: {ledger.dollars(ended.final_cost or 0)} (a receipt line is in your ledger).")
+        messages.info(request, f"Final cost: ${ended.final_cost or 0:.4f} (a receipt line is in your ledger).")
 
     return _act(request, rental, work, "The pod is terminated.")
 
