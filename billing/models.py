@@ -301,3 +301,92 @@ class ApiKey(models.Model):
 
         return current_plan(self.user)
 
+
+
+# ----- prepaid balance (pods draw on it) -------------------------------------------------------
+
+
+class LedgerKind(models.TextChoices):
+    TOPUP = "topup", "Top-up"
+    USAGE = "usage", "Usage"
+    REFUND = "refund", "Refund"
+    RECEIPT = "receipt", "Receipt"  # a closing line (final cost of a pod); zero or a last charge
+
+
+class AppendOnly(Exception):
+    """Ledger rows are written once: corrections are new rows, never edits."""
+
+
+class LedgerQuerySet(models.QuerySet["LedgerEntry"]):
+    def update(self, **kwargs: object) -> int:
+        raise AppendOnly("ledger rows cannot be updated; post a correcting entry instead")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise AppendOnly("ledger rows cannot be deleted; post a correcting entry instead")
+
+
+class LedgerEntry(models.Model):
+    """One movement of a user's prepaid balance. The rows of a (user, mode) sum to its Balance.
+
+    `reference` is unique: whoever posts names the event (a Checkout Session, a metering interval
+    of a pod), so posting the same event twice is one row.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ledger_entries")
+    livemode = models.BooleanField(default=False)
+    kind = models.CharField(max_length=10, choices=LedgerKind.choices)
+    amount = models.DecimalField(max_digits=14, decimal_places=6, help_text="USD; positive adds to the balance")
+    balance_after = models.DecimalField(max_digits=14, decimal_places=6)
+    reference = models.CharField(max_length=200, unique=True)
+    subject = models.CharField(max_length=100, blank=True, help_text="What it is for, e.g. pod:12 (billing knows no pods)")
+    description = models.CharField(max_length=300)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = LedgerQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["user", "livemode", "created_at"]), models.Index(fields=["subject"])]
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if self.pk is not None:
+            raise AppendOnly("ledger rows cannot be updated; post a correcting entry instead")
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
+        raise AppendOnly("ledger rows cannot be deleted; post a correcting entry instead")
+
+
+class Balance(models.Model):
+    """The running sum of a user's ledger in one mode; locked while a row is posted."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="balances")
+    livemode = models.BooleanField(default=False)
+    amount = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "livemode"], name="one_balance_per_user_and_mode")]
+
+
+class TopUp(models.Model):
+    """A Checkout Session in payment mode that adds to the balance once paid (confirmed by webhook)."""
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        PAID = "paid"
+        EXPIRED = "expired"
+
+    stripe_id = models.CharField(max_length=255, unique=True)
+    attempt = models.UUIDField(unique=True, help_text="One top-up click; the Stripe idempotency key is built from it")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="topups")
+    livemode = models.BooleanField(default=False)
+    amount_cents = models.PositiveIntegerField()
+    currency = models.CharField(max_length=3, default="usd")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    url = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    credited_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]

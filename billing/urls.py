@@ -13,5 +13,7 @@ urlpatterns = [
     path("cancel/", views.cancel, name="cancel"),
     path("resume/", views.resume, name="resume"),
     path("portal/", views.portal, name="portal"),
+    path("top-up/", views.start_topup, name="topup"),
+    path("top-up/complete/", views.topup_complete, name="topup_complete"),
     path("stripe/webhook/", views.stripe_webhook, name="stripe_webhook"),
 ]

@@ -18,6 +18,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from billing import checkout, gateway, webhooks
+from billing.balance_views import balance_context, start_topup, topup_complete  # noqa: F401 (routed in urls)
 from billing.entitlements import platform_is_live, standing
 from billing.models import CheckoutSession, Invoice, Plan
 
@@ -123,6 +124,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         "open_checkout": CheckoutSession.objects.filter(user=request.user, status=CheckoutSession.Status.OPEN).first(),
         "portal": portal and bool(current.subscription),
         "attempt": uuid.uuid4(),
+        **balance_context(request.user),
     }
     return render(request, "billing/overview.html", context)
 

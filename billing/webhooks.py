@@ -15,6 +15,7 @@ from typing import Any
 import stripe
 
 from billing.models import StripeEvent
+from billing.topups import fulfil_topup
 from billing.subscriptions import fulfil_checkout, invoice_subscription_id, record_invoice, stamp, sync_subscription
 
 Event = dict[str, Any]
@@ -22,7 +23,10 @@ DUPLICATE = "duplicate: already processed"
 
 
 def _checkout(api: stripe.StripeClient, event: Event) -> str:
-    return fulfil_checkout(api, event["data"]["object"])
+    session = event["data"]["object"]
+    if session.get("mode") == "payment":
+        return fulfil_topup(session)
+    return fulfil_checkout(api, session)
 
 
 def _invoice(api: stripe.StripeClient, event: Event) -> str:

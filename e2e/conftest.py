@@ -70,6 +70,8 @@ def _fresh_redis() -> None:
 
 
 T = TypeVar("T")
+# The environment the served app runs with beyond this process's own (filled by `server_url`).
+SERVED_ENV: dict[str, str] = {}
 
 
 def server_side(work: Callable[..., T], *args: Any) -> T:
@@ -110,6 +112,7 @@ def server_url() -> Iterator[str]:
     ARTIFACTS.mkdir(exist_ok=True)
     services = sandbox_services(ROOT, ARTIFACTS, port)
     services_env = services.__enter__()  # mail sink + Stripe emulator, stopped after the server
+    SERVED_ENV.update(services_env, BASE_URL=url)  # for other processes of the stack (the rentals loop)
     log = (ARTIFACTS / "server.log").open("w")
     from web.serving import uvicorn_command
 

@@ -35,4 +35,4 @@ async def _close_async_connections() -> AsyncIterator[None]:
     await sync_to_async(connections.close_all)()
 
 
-pytest_plugins = ["tests.accounts_and_billing", "tests.secret_scan"]
+pytest_plugins = ["tests.accounts_and_billing", "tests.secret_scan", "tests.pods_world"]

@@ -11,6 +11,7 @@ from ninja import NinjaAPI
 from ninja.errors import HttpError, ValidationError
 
 from billing.api import router as account_router
+from pods.api import router as rentals_router
 from providers.api import analytics, router as offers
 from providers.query import QueryError
 
@@ -23,11 +24,12 @@ api = NinjaAPI(
 api.add_router("", offers)
 api.add_router("", analytics)
 api.add_router("", account_router)
+api.add_router("", rentals_router)
 
 
 def _field(loc: list[object]) -> str:
     # ninja prefixes the source ("query", "body", "path") and the schema's parameter name.
-    parts = [str(p) for p in loc if p not in ("query", "body", "path", "params", "body")]
+    parts = [str(p) for p in loc if p not in ("query", "body", "path", "params", "header")]
     return ".".join(parts) or "request"
 
 

@@ -33,7 +33,10 @@ def with_embedded_worker(app: Any) -> Any:
                 run_worker(stop, redis_url=None, mode=settings.GPUBROKER_MODE, settings=worker_settings)
             )
             started.append(task)
-            logger.info("worker running in the server process (no REDIS_URL)")
+            from pods.engine import run as run_pods
+
+            started.append(asyncio.get_running_loop().create_task(run_pods(stop)))
+            logger.info("worker and rentals loop running in the server process (no REDIS_URL)")
         await app(scope, receive, send)
 
     return application

@@ -46,7 +46,7 @@ NAVIGATION: list[NavEntry] = [
     NavEntry("Live prices", "landing"),
     NavEntry("Browse GPUs", "browse"),
     NavEntry("Plans", "plans"),
-    NavEntry("Dashboard", "dashboard", MEMBER),
+    NavEntry("Dashboard", "dashboard", MEMBER, namespaces=("pods",)),  # My pods live there; pod pages belong to it
     NavEntry("Billing", "billing:overview", MEMBER, namespaces=("billing",)),
     NavEntry(
         "Settings",

@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "allauth",
     "allauth.account",
     "billing",
+    "pods",
 ]
 
 MIDDLEWARE = [
@@ -215,6 +216,12 @@ STRIPE_EMULATOR_WEBHOOK_SECRET = os.environ.get("STRIPE_EMULATOR_WEBHOOK_SECRET"
 STRIPE_PORTAL = os.environ.get("STRIPE_PORTAL", "")
 STRIPE_MAX_NETWORK_RETRIES = env_int(os.environ, "STRIPE_MAX_NETWORK_RETRIES", 2)
 BILLING_GRACE_DAYS = env_int(os.environ, "BILLING_GRACE_DAYS", 7)
+# Pods: the platform's markup on the provider's price, the pod-ready link's lifetime, the
+# rentals loop's tick, and how fast the sandbox cloud boots (1 = its realistic 20-65 s).
+POD_MARKUP_PERCENT = env_int(os.environ, "POD_MARKUP_PERCENT", 10)
+POD_ACTIVATION_LINK_HOURS = env_int(os.environ, "POD_ACTIVATION_LINK_HOURS", 24, minimum=1)
+POD_TICK_SECONDS = env_seconds(os.environ, "POD_TICK_SECONDS", 1.0)
+SANDBOX_PROVISION_TIME_SCALE = env_seconds(os.environ, "SANDBOX_PROVISION_TIME_SCALE", 1.0)
 # SANDBOX mail sink's store, read by /sandbox/mailbox/.
 SANDBOX_MAILBOX_DIR = Path(os.environ.get("SANDBOX_MAILBOX_DIR", "") or BASE_DIR / "var" / "mailbox")
 

@@ -17,6 +17,7 @@ urlpatterns = [
     path("settings/api-keys/", account.create_api_key, name="api_key_create"),
     path("settings/api-keys/<int:key_id>/revoke/", account.revoke_api_key, name="api_key_revoke"),
     path("billing/", include("billing.urls")),
+    path("pods/", include("pods.urls")),
     # Before allauth's own: the same link, with pages telling expired, used and broken apart.
     path("accounts/confirm-email/<str:key>/", activation_view, name="account_confirm_email"),
     path("accounts/signup/", signup_view, name="account_signup"),  # knows the plan it came from

@@ -143,8 +143,9 @@ class Pages:
         for line in session["_line_items"]:
             price = self.em.db["price"][line["price"]]
             product = self.em.db["product"].get(price["product"], {})
-            lines.append({"name": product.get("name", "Subscription"), "quantity": line["quantity"], "amount": money(price["unit_amount"] * line["quantity"], price["currency"]), "interval": price["recurring"]["interval"]})
-        return {"lines": lines, "total": money(session["amount_total"], session["currency"]), "interval": lines[0]["interval"] if lines else "month"}
+            interval = price["recurring"]["interval"] if price["recurring"] else None  # None: a one-time payment
+            lines.append({"name": product.get("name", "Subscription"), "quantity": line["quantity"], "amount": money(price["unit_amount"] * line["quantity"], price["currency"]), "interval": interval})
+        return {"lines": lines, "total": money(session["amount_total"], session["currency"]), "interval": lines[0]["interval"] if lines else None}
 
     def checkout(self, method: str, form: dict[str, str], sid: str) -> Response:
         try:

@@ -26,7 +26,7 @@ from billing.emulator import cards
 from billing.emulator.webhooks import WebhookSender
 
 Obj = dict[str, Any]
-KINDS = ("customer", "product", "price", "checkout.session", "subscription", "invoice", "billing_portal.session", "event")
+KINDS = ("customer", "product", "price", "checkout.session", "subscription", "invoice", "payment_intent", "billing_portal.session", "event")
 SESSION_LIFETIME_SECONDS = 24 * 3600
 # Stripe keeps an idempotency key's answer for 24 hours; the cap bounds memory against a client
 # that sends a fresh key with every request (the oldest answers go first).
@@ -279,14 +279,25 @@ class Emulator:
             prices = [p for p in prices if p["product"] == params["product"]]
         return self.listing(prices, "/v1/prices", params.get("limit", 10))
 
+    def _inline_price(self, data: Obj, param: str) -> Obj:
+        if not isinstance(data.get("product_data"), dict) and not data.get("product"):
+            raise required(f"{param}[product_data]")
+        if not data.get("currency"):
+            raise required(f"{param}[currency]")
+        try:
+            return self.create_price(data)
+        except StripeError as exc:
+            exc.param = f"{param}[{exc.param}]" if exc.param else param
+            raise
+
     # --- checkout sessions ----------------------------------------------------------------
 
     def create_session(self, params: Obj) -> Obj:
         mode = params.get("mode")
         if mode not in ("payment", "subscription", "setup"):
             raise StripeError(400, "Invalid mode: must be one of payment, setup, or subscription", param="mode") if mode else required("mode")
-        if mode != "subscription":
-            raise StripeError(400, f"The emulator implements mode=subscription only (asked for {mode}).", param="mode")
+        if mode == "setup":
+            raise StripeError(400, "The emulator implements mode=subscription and mode=payment (asked for setup).", param="mode")
         if not params.get("success_url"):
             raise required("success_url")
         items = params.get("line_items")
@@ -294,11 +305,16 @@ class Emulator:
             raise required("line_items")
         line_items, total, currency = [], 0, None
         for index, item in enumerate(items):
+            if isinstance(item, dict) and isinstance(item.get("price_data"), dict) and not item.get("price"):
+                # Stripe makes an inline one-time (or recurring) price for the session.
+                item = {**item, "price": self._inline_price(item["price_data"], f"line_items[{index}][price_data]")["id"]}
             if not isinstance(item, dict) or not item.get("price"):
                 raise required(f"line_items[{index}][price]")
             price = self.get("price", item["price"], f"line_items[{index}][price]")
-            if not price["recurring"]:
+            if mode == "subscription" and not price["recurring"]:
                 raise StripeError(400, "You must provide at least one recurring price in `subscription` mode when using prices.", param=f"line_items[{index}][price]")
+            if mode == "payment" and price["recurring"]:
+                raise StripeError(400, "You specified `payment` mode but passed a recurring price. Either switch to `subscription` mode or use only one-time prices.", param=f"line_items[{index}][price]")
             quantity = int(item.get("quantity", 1))
             if quantity < 1:
                 raise StripeError(400, "Quantity must be greater than 0.", param=f"line_items[{index}][quantity]")
@@ -388,6 +404,9 @@ class Emulator:
         if customer is None:
             customer = self.create_customer({"email": email, "name": name})
         self.saved_cards[customer["id"]] = number
+        if session["mode"] == "payment":
+            self._complete_payment(session, customer, email, name)
+            return
         subscription = self._create_subscription(customer, session["_line_items"], session["_subscription_metadata"])
         invoice = self._invoice(subscription, "subscription_create", paid=True)
         subscription["latest_invoice"] = invoice["id"]
@@ -400,6 +419,23 @@ class Emulator:
         # the session that explains it, which real deliveries often do.
         self.emit("customer.subscription.created", subscription)
         self.emit("invoice.paid", invoice)
+        self.emit("checkout.session.completed", session)
+
+    def _complete_payment(self, session: Obj, customer: Obj, email: str, name: str) -> None:
+        """A one-time payment: a succeeded PaymentIntent, then the session completes (no invoice)."""
+        now = self.now()
+        intent = {
+            "id": self.new_id("pi"), "object": "payment_intent", "amount": session["amount_total"],
+            "amount_received": session["amount_total"], "created": now, "currency": session["currency"],
+            "customer": customer["id"], "livemode": False, "metadata": dict(session["metadata"]),
+            "payment_method_types": ["card"], "status": "succeeded", "latest_charge": self.new_id("ch"),
+        }
+        self.db["payment_intent"][intent["id"]] = intent
+        session.update(
+            status="complete", payment_status="paid", customer=customer["id"], payment_intent=intent["id"], url=None,
+            customer_details={"email": email, "name": name, "address": None, "phone": None, "tax_exempt": "none", "tax_ids": []},
+        )
+        self.emit("payment_intent.succeeded", intent)
         self.emit("checkout.session.completed", session)
 
     # --- subscriptions and invoices -------------------------------------------------------

@@ -312,6 +312,16 @@ class SandboxCloud:
             self.store.put(record)
         return self.state_of(record)
 
+    def start(self, provider: str, instance_id: str) -> InstanceState:
+        """Boots a stopped instance again on its kept storage (running at once, as a warm start)."""
+        record = self._record(provider, instance_id)
+        if record.get("terminated_at"):
+            raise AdapterError(provider, FailureKind.BAD_RESPONSE, f"instance {instance_id!r} is terminated")
+        if record.get("stopped_at"):
+            record["stopped_at"] = None
+            self.store.put(record)
+        return self.state_of(record)
+
     def terminate(self, provider: str, instance_id: str) -> InstanceState:
         record = self._record(provider, instance_id)
         if not record.get("terminated_at"):  # terminating twice is a no-op, not an error
@@ -379,6 +389,10 @@ class SandboxAdapter(ProviderAdapter):
     async def stop(self, instance_id: str) -> InstanceState:
         await self._api_call()
         return self.cloud.stop(self.provider, instance_id)
+
+    async def start(self, instance_id: str) -> InstanceState:
+        await self._api_call()
+        return self.cloud.start(self.provider, instance_id)
 
     async def terminate(self, instance_id: str) -> InstanceState:
         await self._api_call()

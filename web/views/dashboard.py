@@ -7,6 +7,7 @@ from django.views.decorators.http import require_GET
 
 from billing.entitlements import standing
 from billing.models import ApiKey, Plan
+from pods.summary import overview as pods_overview
 
 
 @login_required
@@ -19,5 +20,6 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         # Where a missing feature can be had, named as an offer ("on Enterprise"), not as a plan.
         "webhook_plans": [plan.name for plan in Plan.objects.offered() if plan.webhooks],
         "email_parts": (local, domain),
+        **pods_overview(request.user),
     }
-    return render(request, "pages/dashboard.html", context)
+    return render(request, "pages/dashboard.html#my-pods" if request.htmx else "pages/dashboard.html", context)

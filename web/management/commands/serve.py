@@ -45,6 +45,7 @@ class Command(BaseCommand):
         procs = {"web": uvicorn_command("web.asgi:application", host, port, workers=settings.WEB_CONCURRENCY)}
         if not settings.EMBEDDED_WORKER:
             procs["worker"] = [python, "manage.py", "run_worker"]
+            procs["pods"] = [python, "manage.py", "run_pods"]
         procs.update(self.sandbox_processes(host, port))
         return procs
 
