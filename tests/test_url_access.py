@@ -23,6 +23,8 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from billing.models import ApiKey
+from pods.emails import activation_token
+from pods.models import Draft, Rental, State
 from providers.models import Offer
 from tests.accounts_and_billing import Stripe, make_user, seed_plans
 from tests.secret_scan import configured_secrets
@@ -87,10 +89,33 @@ ACCESS: dict[str, tuple[str | int, str | int]] = {
     "sandbox/mailbox/": (403, 403),  # reset links: this machine or staff only
     "sandbox/mailbox/<str:message_id>/": (403, 403),
     "metrics": (403, 403),  # METRICS_TOKEN, this machine or staff only
+    "billing/top-up/": (LOGIN, OPEN),
+    "billing/top-up/complete/": (LOGIN, OPEN),
+    # Pods: every path names someone else's pod, draft or link, which does not exist for the user.
+    "pods/new/<int:offer_id>/": (LOGIN, OPEN),
+    "pods/drafts/<uuid:token>/configure/": (LOGIN, 404),
+    "pods/drafts/<uuid:token>/review/": (LOGIN, 404),
+    "pods/drafts/<uuid:token>/deploy/": (LOGIN, 404),
+    "pods/activate/<str:token>/": (LOGIN, 404),
+    "pods/<int:rental_id>/": (LOGIN, 404),
+    "pods/<int:rental_id>/stop/": (LOGIN, 404),
+    "pods/<int:rental_id>/start/": (LOGIN, 404),
+    "pods/<int:rental_id>/terminate/": (LOGIN, 404),
+    "pods/<int:rental_id>/scale/": (LOGIN, 404),
+    "pods/<int:rental_id>/failover/": (LOGIN, 404),
+    "pods/<int:rental_id>/resend-link/": (LOGIN, 404),
+    "api/v2/rentals": (401, OPEN),  # the user's own (empty) list
+    "api/v2/rentals/provision": (401, OPEN),  # 422: no body
+    "api/v2/rentals/<rental_id>": (401, 404),
+    "api/v2/rentals/<rental_id>/scale": (401, 404),
+    "api/v2/rentals/<rental_id>/stop": (401, 404),
+    "api/v2/rentals/<rental_id>/start": (401, 404),
 }
 # Answers that never end (server-sent events) are requested with a query that ends them after
 # the access checks: a bad subscription is a 422, which only a caller let in can get.
 QUERIES = {"api/v2/providers/stream": "?subscribe=no-such-topic"}
+# Operations whose body is read before the caller's objects: a valid one, so the answer is about access.
+BODIES = {"api/v2/rentals/<rental_id>/scale": {"gpu_count": 2}}
 
 
 def routes(resolver: URLResolver | None = None, prefix: str = "") -> Iterator[str]:
@@ -119,7 +144,18 @@ def real_objects(catalog: None, tmp_path: Path, settings: Any, stripe_emulator: 
     mail["Subject"], mail["To"] = "Reset your password", "owner@example.com"
     mail.set_content("http://127.0.0.1:8000/accounts/password/reset/key/x-y/")
     message_id = mailbox.Maildir(settings.SANDBOX_MAILBOX_DIR, create=True).add(mail)
+    offer = Offer.objects.order_by("pk").first()
+    assert offer is not None
+    rental = Rental.objects.create(
+        user=other, name="someone else's pod", state=State.AWAITING_ACTIVATION, request_key="url-access", provider_slug=offer.provider.slug,
+        offer=offer, offer_name=offer.name, gpu_type=offer.gpu_type, gpu_count=offer.gpu_count, template="pytorch", image="pytorch",
+        ssh_public_key="ssh-ed25519 AAAA", provider_price_per_hour=offer.price_per_hour, markup_pct=10, price_per_hour=offer.price_per_hour,
+    )
+    draft = Draft.objects.create(user=other, offer=offer)
     return {
+        "rental_id": str(rental.pk),
+        "token": str(draft.token),
+        "activation_token": activation_token(rental),
         "key_id": str(key.pk),
         "slug": "pro",
         "key": EmailConfirmationHMAC(EmailAddress.objects.get(user=unverified)).key,
@@ -154,7 +190,12 @@ def test_every_route_refuses_exactly_whom_the_table_says(real_objects: dict[str,
     member = make_user("ada-member@example.com")
     wrong: list[str] = []
     for route in routes():
-        path = fill(route, {**real_objects, "key": real_objects["uidb36"] + "-" + default_token_generator.make_token(member)} if "uidb36" in route else real_objects)
+        values = dict(real_objects)
+        if "uidb36" in route:
+            values["key"] = real_objects["uidb36"] + "-" + default_token_generator.make_token(member)
+        if route.startswith("pods/activate/"):
+            values["token"] = real_objects["activation_token"]  # a genuine link, to someone else's pod
+        path = fill(route, values)
         path += QUERIES.get(route, "")
         for who, expected in zip(("signed out", "ordinary user"), ACCESS[route]):
             answers = {}
@@ -162,7 +203,10 @@ def test_every_route_refuses_exactly_whom_the_table_says(real_objects: dict[str,
                 client = Client(REMOTE_ADDR=ELSEWHERE)
                 if who == "ordinary user":
                     client.force_login(member)
-                answers[method] = getattr(client, method)(path)
+                if method == "post" and route in BODIES:
+                    answers[method] = client.post(path, BODIES[route], content_type="application/json")
+                else:
+                    answers[method] = getattr(client, method)(path)
             if expected == OPEN:
                 bad = [f"{m.upper()} {r.status_code}" for m, r in answers.items() if not outcome_ok(r, OPEN)]
             else:
