@@ -205,7 +205,7 @@ listing = [
 result = apply_offers(provider, listing)
 streams = events.MemoryStreams()
 claimed = outbox.claim("crashed-relay")  # a relay that claimed, then died before publishing
-later = outbox.Relay(backend, "restarted", clock=lambda: timezone.now() + timedelta(seconds=outbox.CLAIM_SECONDS + 1))
+later = outbox.Relay(streams, "restarted", clock=lambda: timezone.now() + timedelta(seconds=outbox.CLAIM_SECONDS + 1))
 published = asyncio.run(later.drain())
 payloads = [json.loads(e.fields["data"]) for e in streams._streams[events.PRICE_UPDATES]]
 print(json.dumps({"vendor": connection.vendor, "claimed": len(claimed), "published": published, "unsent": outbox.unsent(),
