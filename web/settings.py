@@ -108,10 +108,7 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            # redis-py 8 reads with a 5 s socket timeout by default, the same 5 s for which
-            # channels_redis blocks on BZPOPMIN: an idle websocket's reader then raised and died.
-            # A longer read timeout keeps idle sockets alive and still notices a dead Redis.
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}], "prefix": "gpubroker"},
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": "gpubroker"},
         }
     }
 else:
