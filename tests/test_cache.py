@@ -121,7 +121,8 @@ def test_early_refresh_runs_in_the_background_without_blocking() -> None:
     clock = Clock()
     cache = TieredCache(None, clock=clock, beta=1000.0)  # a large beta makes XFetch refresh for sure
     release = threading.Event()
-    slow = Counter()
+    # A first build that takes a while: XFetch scales its early start by how long a build takes.
+    slow = Counter(delay=0.3)
     cache.get("k", 60, slow)
 
     def blocked() -> bytes:
