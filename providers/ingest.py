@@ -3,6 +3,9 @@
 Only rows that changed are written (plus one statement that stamps the rest as confirmed now), so
 a refresh of a provider with hundreds of offers stays cheap. Offers the provider no longer lists
 are kept (deploys and history point at them) but marked unavailable.
+
+The `gpubroker.price-updates` events announcing the changes are written to the outbox in the
+same transaction (`providers.outbox`), so a crash after the commit cannot lose them.
 """
 
 from __future__ import annotations
@@ -14,10 +17,13 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
+from providers import outbox
 from providers.adapters.base import OfferData
 from providers.calc import pct_changes
+from providers.events import PRICE_UPDATES
 from providers.models import Availability, Offer, PriceSample, PriceSource, Provider
 
+CHANGES_PER_EVENT = 200  # a big refresh becomes several events, each small enough for one push
 STATIC_FIELDS = ("gpu_type", "gpu_type_raw", "gpu_count", "gpu_memory_gb", "vcpus", "ram_gb", "storage_gb", "currency")
 
 
@@ -51,6 +57,7 @@ class IngestResult:
     withdrawn: int
     confirmed: int
     at: datetime
+    event_ids: list[str]  # the outbox events announcing `changes`, in order
 
 
 def _sample(offer: Offer, now: datetime) -> PriceSample:
@@ -149,7 +156,17 @@ def apply_offers(
     samples = [_sample(o, now) for o in [*to_update, *to_create] if o.pk in changed_ids]
     PriceSample.objects.bulk_create(samples, batch_size=500)
     Provider.objects.filter(pk=provider.pk).update(last_refresh_at=now)
-    return IngestResult(provider.slug, changes, len(to_create), len(withdrawn), confirmed, now)
+    event_ids = outbox.enqueue_many((PRICE_UPDATES, payload, None) for payload in change_events(provider.slug, now, changes))
+    return IngestResult(provider.slug, changes, len(to_create), len(withdrawn), confirmed, now, event_ids)
+
+
+def change_events(provider: str, at: datetime, changes: list[OfferChange]) -> list[dict[str, object]]:
+    """The price-updates payloads for a refresh's changes, at most CHANGES_PER_EVENT each."""
+    rows = [c.as_event() for c in changes]
+    return [
+        {"provider": provider, "at": at.isoformat(), "changes": rows[start : start + CHANGES_PER_EVENT]}
+        for start in range(0, len(rows), CHANGES_PER_EVENT)
+    ]
 
 
 def _change(provider: Provider, offer: Offer, old_price: Decimal | None, old_availability: str | None) -> OfferChange:

@@ -161,3 +161,32 @@ class PriceAggregate(models.Model):
 
     def __str__(self) -> str:
         return f"{self.gpu_type} {self.minute:%H:%M} min ${self.min_price}"
+
+
+class OutboxEvent(models.Model):
+    """An event written in the same transaction as the change it announces (a transactional outbox).
+
+    A crash after the commit cannot lose it: the worker's relay (`providers.outbox`) publishes
+    unsent rows to their stream and stamps `sent_at`; a relay that died after publishing but
+    before stamping leaves the row to be published again, and consumers drop the copy by
+    `event_id`. Sent rows are pruned after `providers.outbox.SENT_RETENTION`.
+    """
+
+    event_id = models.UUIDField(unique=True, help_text="Stable across re-publishing; consumers deduplicate by it")
+    stream = models.CharField(max_length=80)
+    payload = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+    claimed_by = models.CharField(max_length=120, blank=True, help_text="The relay publishing it now")
+    claimed_until = models.DateTimeField(null=True, blank=True, help_text="After this, another relay may take it over")
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            # The relay's scan: unsent rows in order, served by a partial index that stays small.
+            models.Index(fields=["id"], condition=models.Q(sent_at__isnull=True), name="outbox_unsent"),
+            models.Index(fields=["sent_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stream} {self.event_id} ({'sent' if self.sent_at else 'pending'})"

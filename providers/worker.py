@@ -12,6 +12,12 @@ Several workers may run at once: a refresh, a health check or a prune happens on
 (`SET NX PX` in Redis) whose lifetime is the schedule's interval, so each is done once per interval
 across all workers; events are shared out by the streams' consumer groups. Without Redis (the
 embedded default) the same code runs with in-process leases and streams.
+
+Every event is written to the outbox in the transaction of the change it announces and relayed to
+its stream by the worker's `outbox.Relay` (at once after a local commit, and every
+`outbox_poll_seconds` for whatever a crashed worker or another app left); each consumer group
+handles an event id once (`outbox.once`). The scheduler's clock is injectable, and `tick(now)` is
+one pass of it, so tests step time instead of sleeping.
 """
 
 from __future__ import annotations
@@ -32,16 +38,17 @@ from typing import Any
 import httpx
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.db import transaction
 from django.utils import timezone
 
-from providers import events
+from providers import events, outbox
 from providers.adapters.base import ProviderAdapter
 from providers.aggregation import AggregationEngine, ProviderOutcome
 from providers.calc import minute_aggregates, zscore
 from providers.groups import AVAILABILITY, HEALTH_STATUS, PRICE_UPDATES, gpu_group, provider_group, region_group
 from providers.ingest import IngestResult, apply_offers, current_quotes
 from providers.live import apublish_price_rows
-from providers.models import Availability, CircuitState, HealthStatus, Offer, PriceAggregate, PriceSample, PriceSource, Provider
+from providers.models import Availability, CircuitState, HealthStatus, Offer, OutboxEvent, PriceAggregate, PriceSample, PriceSource, Provider
 
 logger = logging.getLogger("gpubroker.worker")
 
@@ -51,7 +58,6 @@ PRUNE_SECONDS = 3600.0
 SIGNIFICANT_PCT = 5.0
 ANOMALY_Z = 3.0
 ANOMALY_WINDOW = 30  # previous samples of an offer the z-score is judged against
-CHANGES_PER_EVENT = 200
 SLOW_HEALTH_MS = 2000.0
 
 
@@ -173,19 +179,59 @@ def update_aggregates(gpu_types: list[str], minute_iso: str) -> int:
     return written
 
 
-def _record_health(slug: str, status: str, now: Any, latency_ms: float, circuit: str) -> str | None:
-    """Stores a health check's result; returns the status it replaces."""
-    previous = Provider.objects.filter(slug=slug).values_list("health_status", flat=True).first()
+@transaction.atomic
+def analyze_changes(event_key: str, changes: list[dict[str, Any]], at: str, minute_iso: str) -> int:
+    """Alerts for one price-updates event (into the outbox) and this minute's aggregates, in one
+    transaction; returns how many alerts were new. Each alert's id derives from the event's, so
+    analysing the same event twice enqueues nothing more."""
+    alerts = [
+        (events.PRICE_ALERTS, {**alert, "source_event": event_key, "at": at}, outbox.derived_id("alert", event_key, alert["offer_id"], alert["kind"]))
+        for alert in find_alerts(changes)
+    ]
+    known = set(OutboxEvent.objects.filter(event_id__in=[a[2] for a in alerts]).values_list("event_id", flat=True))
+    outbox.enqueue_many(alert for alert in alerts if alert[2] not in known)
+    update_aggregates(sorted({c["gpu_type"] for c in changes}), minute_iso)
+    return len(alerts) - len(known)
+
+
+@transaction.atomic
+def _record_health(slug: str, status: str, now: Any, latency_ms: float, circuit: str, detail: str) -> str | None:
+    """Stores a health check's result, with its event when the status changed; returns the status it replaces."""
+    previous = Provider.objects.select_for_update().filter(slug=slug).values_list("health_status", flat=True).first()
     Provider.objects.filter(slug=slug).update(health_status=status, last_health_check=now, health_latency_ms=latency_ms, circuit_state=circuit)
+    if previous != status:
+        outbox.enqueue(events.PROVIDER_EVENTS, {
+            "provider": slug, "kind": "health", "health_status": str(status), "previous": previous,
+            "latency_ms": latency_ms, "detail": detail[:300], "at": now.isoformat(),
+        })
     return previous
 
 
+@transaction.atomic
+def _record_circuit(provider_pk: int, slug: str, before: str, after: str, error: str) -> None:
+    """Stores the circuit's state, with its event when it moved. An open circuit also marks the
+    provider down at once, so its offers read as stale without waiting for the next health check."""
+    now = timezone.now()
+    health = Provider.objects.select_for_update().filter(pk=provider_pk).values_list("health_status", flat=True).first()
+    Provider.objects.filter(pk=provider_pk).update(circuit_state=after)
+    if after != before:
+        outbox.enqueue(events.PROVIDER_EVENTS, {
+            "provider": slug, "kind": "circuit", "circuit_state": after, "previous": before, "error": error, "at": now.isoformat(),
+        })
+    if after == CircuitState.OPEN and health != HealthStatus.DOWN:
+        Provider.objects.filter(pk=provider_pk).update(health_status=HealthStatus.DOWN)
+        outbox.enqueue(events.PROVIDER_EVENTS, {
+            "provider": slug, "kind": "health", "health_status": str(HealthStatus.DOWN), "previous": health,
+            "latency_ms": None, "detail": f"circuit open: {error}"[:300], "at": now.isoformat(),
+        })
+
+
 def prune(days: int = 30) -> int:
-    """Deletes price history and aggregates older than the retention."""
+    """Deletes price history and aggregates older than the retention, and outbox rows long sent."""
     cutoff = timezone.now() - timedelta(days=days)
     samples, _ = PriceSample.objects.filter(sampled_at__lt=cutoff).delete()
     aggregates, _ = PriceAggregate.objects.filter(minute__lt=cutoff).delete()
-    return samples + aggregates
+    return samples + aggregates + outbox.prune_sent()
 
 
 # ----- the worker -----
@@ -198,6 +244,7 @@ class WorkerSettings:
     prune_seconds: float = PRUNE_SECONDS
     tick_seconds: float = 0.5
     consumer_block_ms: int = 1000
+    outbox_poll_seconds: float = 1.0  # how soon events left by a crashed worker or another app go out
 
 
 def worker_id() -> str:
@@ -214,21 +261,32 @@ class Worker:
         mode: str,
         settings: WorkerSettings | None = None,
         name: str | None = None,
+        seen: outbox.Seen | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.engine, self.streams, self.leases, self.mode = engine, streams, leases, mode
         self.settings = settings or WorkerSettings()
         self.name = name or worker_id()
+        self.clock = clock
+        self.relay = outbox.Relay(streams, self.name)
+        self.seen = seen or outbox.MemorySeen()
         self._next_refresh: dict[str, float] = {}
+        self._next_prune = 0.0
         self._next_health: dict[str, float] = {}
         self._running: dict[str, asyncio.Task[Any]] = {}
         self._own_refresh: dict[str, Any] = {}
         self._health: dict[str, tuple[str, str]] = {}
         self.consumers = [
-            events.StreamConsumer(streams, events.PRICE_UPDATES, "analytics", self.name, self.analyze, block_ms=self.settings.consumer_block_ms),
-            events.StreamConsumer(streams, events.PRICE_UPDATES, "fanout", self.name, self.fan_out_prices, block_ms=self.settings.consumer_block_ms),
-            events.StreamConsumer(streams, events.PROVIDER_EVENTS, "fanout", self.name, self.fan_out_provider, block_ms=self.settings.consumer_block_ms),
-            events.StreamConsumer(streams, events.PRICE_ALERTS, "fanout", self.name, self.fan_out_alert, block_ms=self.settings.consumer_block_ms),
+            self._consumer(events.PRICE_UPDATES, "analytics", self.analyze),
+            self._consumer(events.PRICE_UPDATES, "fanout", self.fan_out_prices),
+            self._consumer(events.PROVIDER_EVENTS, "fanout", self.fan_out_provider),
+            self._consumer(events.PRICE_ALERTS, "fanout", self.fan_out_alert),
         ]
+
+    def _consumer(self, stream: str, group: str, handler: events.Handler) -> events.StreamConsumer:
+        # A group's handler runs once per event id, however often the relay published it.
+        once = outbox.once(self.seen, f"{stream}:{group}", handler)
+        return events.StreamConsumer(self.streams, stream, group, self.name, once, block_ms=self.settings.consumer_block_ms)
 
     def refresh_interval(self, slug: str) -> float:
         base = self.settings.sandbox_refresh_seconds if self.mode == "sandbox" else self.settings.live_refresh_seconds
@@ -238,14 +296,10 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         for consumer in self.consumers:
             await self.streams.ensure_group(consumer.stream, consumer.group)
-        rng = random.Random()
-        now = time.monotonic()
-        for slug in self.engine.slots:
-            # Spread the first round so providers are not all asked in the same second.
-            self._next_refresh[slug] = now + rng.uniform(0, min(self.refresh_interval(slug), 5.0))
-            self._next_health[slug] = now + rng.uniform(0, 5.0)
+        self.plan_first_round(self.clock(), random.Random())
         tasks = [asyncio.create_task(c.run(stop), name=f"consumer-{c.group}-{c.stream}") for c in self.consumers]
         tasks.append(asyncio.create_task(self._schedule(stop), name="scheduler"))
+        tasks.append(asyncio.create_task(self.relay.run(stop, self.settings.outbox_poll_seconds), name="outbox-relay"))
         try:
             await stop.wait()
         finally:
@@ -253,32 +307,41 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*tasks, *self._running.values(), return_exceptions=True)
 
+    def plan_first_round(self, now: float, rng: random.Random) -> None:
+        for slug in self.engine.slots:
+            # Spread the first round so providers are not all asked in the same second.
+            self._next_refresh[slug] = now + rng.uniform(0, min(self.refresh_interval(slug), 5.0))
+            self._next_health[slug] = now + rng.uniform(0, 5.0)
+        self._next_prune = now
+
     async def _schedule(self, stop: asyncio.Event) -> None:
-        next_prune = 0.0
         while not stop.is_set():
-            now = time.monotonic()
-            for slug in self.engine.slots:
-                if now >= self._next_refresh[slug] and f"refresh:{slug}" not in self._running:
-                    interval = self.refresh_interval(slug)
-                    if await self.leases.acquire(f"refresh:{slug}", interval):
-                        self._spawn(f"refresh:{slug}", self.refresh(slug))
-                        self._next_refresh[slug] = now + interval
-                    else:  # another worker has it this round; look again soon
-                        self._next_refresh[slug] = now + min(interval / 4, 2.0)
-                if now >= self._next_health[slug] and f"health:{slug}" not in self._running:
-                    if await self.leases.acquire(f"health:{slug}", self.settings.health_seconds):
-                        self._spawn(f"health:{slug}", self.check_health(slug))
-                        self._next_health[slug] = now + self.settings.health_seconds
-                    else:
-                        self._next_health[slug] = now + 2.0
-            if now >= next_prune:
-                next_prune = now + self.settings.prune_seconds
-                if await self.leases.acquire("prune", self.settings.prune_seconds):
-                    self._spawn("prune", database_sync_to_async(prune)())
+            await self.tick(self.clock())
             try:
                 await asyncio.wait_for(stop.wait(), timeout=self.settings.tick_seconds)
             except TimeoutError:
                 pass
+
+    async def tick(self, now: float) -> None:
+        """One pass of the scheduler at time `now`: starts whatever is due and leased to us."""
+        for slug in self.engine.slots:
+            if now >= self._next_refresh[slug] and f"refresh:{slug}" not in self._running:
+                interval = self.refresh_interval(slug)
+                if await self.leases.acquire(f"refresh:{slug}", interval):
+                    self._spawn(f"refresh:{slug}", self.refresh(slug))
+                    self._next_refresh[slug] = now + interval
+                else:  # another worker has it this round; look again soon
+                    self._next_refresh[slug] = now + min(interval / 4, 2.0)
+            if now >= self._next_health[slug] and f"health:{slug}" not in self._running:
+                if await self.leases.acquire(f"health:{slug}", self.settings.health_seconds):
+                    self._spawn(f"health:{slug}", self.check_health(slug))
+                    self._next_health[slug] = now + self.settings.health_seconds
+                else:
+                    self._next_health[slug] = now + 2.0
+        if now >= self._next_prune:
+            self._next_prune = now + self.settings.prune_seconds
+            if await self.leases.acquire("prune", self.settings.prune_seconds):
+                self._spawn("prune", database_sync_to_async(prune)())
 
     def _spawn(self, name: str, work: Any) -> None:
         async def guarded() -> None:
@@ -309,26 +372,25 @@ class Worker:
         source = PriceSource.SANDBOX if self.mode == "sandbox" else PriceSource.LIVE_API
         result = await database_sync_to_async(apply_offers)(provider, outcome.offers, source=source)
         self._own_refresh[slug] = result.at
-        await self.publish_changes(result)
+        await self.publish_pending()
         return result
 
-    async def publish_changes(self, result: IngestResult) -> list[str]:
-        ids = []
-        changes = [c.as_event() for c in result.changes]
-        for start in range(0, len(changes), CHANGES_PER_EVENT):
-            payload = {"provider": result.provider, "at": result.at.isoformat(), "changes": changes[start : start + CHANGES_PER_EVENT]}
-            ids.append(await events.publish(self.streams, events.PRICE_UPDATES, payload))
-        return ids
+    async def publish_pending(self) -> int:
+        """Relays the outbox now (what this worker just committed, and anything left before)."""
+        try:
+            return await self.relay.drain()
+        except Exception:
+            # The rows stay in the outbox; the relay loop tries again.
+            logger.exception("publishing the outbox failed; the relay will retry")
+            self.relay.wake.set()
+            return 0
 
     async def _record_circuit(self, provider: Provider, before: str, outcome: ProviderOutcome) -> None:
         after = self.engine.slot(provider.slug).breaker.state
-        if after != provider.circuit_state:
-            await database_sync_to_async(Provider.objects.filter(pk=provider.pk).update)(circuit_state=after)
-        if after != before:
-            await events.publish(self.streams, events.PROVIDER_EVENTS, {
-                "provider": provider.slug, "kind": "circuit", "circuit_state": after, "previous": before,
-                "error": str(outcome.error) if outcome.error else "", "at": timezone.now().isoformat(),
-            })
+        if after != provider.circuit_state or after != before:
+            error = str(outcome.error) if outcome.error else ""
+            await database_sync_to_async(_record_circuit)(provider.pk, provider.slug, before, after, error)
+            await self.publish_pending()
 
     # ----- health -----
 
@@ -342,34 +404,27 @@ class Worker:
         else:
             status = HealthStatus.HEALTHY
         now = timezone.now()
-        previous = await database_sync_to_async(_record_health)(slug, status, now, round(result.latency_ms, 2), circuit)
+        previous = await database_sync_to_async(_record_health)(slug, status, now, round(result.latency_ms, 2), circuit, result.detail)
         if previous != status:
-            await events.publish(self.streams, events.PROVIDER_EVENTS, {
-                "provider": slug, "kind": "health", "health_status": str(status), "previous": previous,
-                "latency_ms": round(result.latency_ms, 2), "detail": result.detail[:300], "at": now.isoformat(),
-            })
+            await self.publish_pending()
         return str(status)
 
     # ----- consumers -----
 
     async def analyze(self, event: events.Event) -> None:
-        changes = event.payload["changes"]
-        for alert in await database_sync_to_async(find_alerts)(changes):
-            # At-least-once upstream: the same event may come twice; its alerts go out once.
-            if await self.leases.acquire(f"alert:{event.id}:{alert['offer_id']}:{alert['kind']}", 86400):
-                await events.publish(self.streams, events.PRICE_ALERTS, {**alert, "source_event": event.id, "at": event.payload["at"]})
         minute = timezone.now().replace(second=0, microsecond=0).isoformat()
-        gpu_types = sorted({c["gpu_type"] for c in changes})
-        await database_sync_to_async(update_aggregates)(gpu_types, minute)
+        # At-least-once upstream: the same event may come twice; its alerts go out once.
+        if await database_sync_to_async(analyze_changes)(outbox.event_key(event), event.payload["changes"], event.payload["at"], minute):
+            await self.publish_pending()
 
     async def fan_out_prices(self, event: events.Event) -> None:
-        await fan_out_price_changes(event.id, event.payload)
+        await fan_out_price_changes(outbox.event_key(event), event.payload)
 
     async def fan_out_provider(self, event: events.Event) -> None:
         layer = get_channel_layer()
         if layer is None:
             return
-        message = {"type": "provider.health", "payload": {**event.payload, "event_id": event.id}}
+        message = {"type": "provider.health", "payload": {**event.payload, "event_id": outbox.event_key(event)}}
         await layer.group_send(HEALTH_STATUS, message)
         await layer.group_send(provider_group(event.payload["provider"]), message)
 
@@ -377,7 +432,7 @@ class Worker:
         layer = get_channel_layer()
         if layer is None:
             return
-        message = {"type": "price.alert", "payload": {**event.payload, "event_id": event.id}}
+        message = {"type": "price.alert", "payload": {**event.payload, "event_id": outbox.event_key(event)}}
         await layer.group_send(gpu_group(event.payload["gpu_type"]), message)
         await layer.group_send(provider_group(event.payload["provider"]), message)
 
@@ -421,7 +476,8 @@ async def build_worker(*, redis_url: str | None, mode: str, settings: WorkerSett
         import redis.asyncio as aredis
 
         client_redis = aredis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=10)
-        return Worker(engine, events.RedisStreams(client_redis), RedisLeases(client_redis, name), mode=mode, settings=settings, name=name)
+        return Worker(engine, events.RedisStreams(client_redis), RedisLeases(client_redis, name), mode=mode, settings=settings, name=name,
+                      seen=outbox.RedisSeen(client_redis))
     return Worker(engine, events.MemoryStreams(), MemoryLeases(), mode=mode, settings=settings, name=name)
 
 

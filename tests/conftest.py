@@ -3,10 +3,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import redis.asyncio as aredis
 from asgiref.sync import sync_to_async
 from django.db import connections
 from django.core.cache import cache
 from django.core.management import call_command
+
+from providers import events
+from tests.environment import TEST_REDIS_URL
 
 
 @pytest.fixture(autouse=True)
@@ -33,6 +37,18 @@ async def _close_async_connections() -> AsyncIterator[None]:
     the test database can be dropped at the end of the run."""
     yield
     await sync_to_async(connections.close_all)()
+
+
+@pytest.fixture(params=["redis", "memory"])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[events.StreamBackend]:
+    """Event streams in Redis, then in memory (the embedded default): both keep one contract."""
+    if request.param == "memory":
+        yield events.MemoryStreams()
+        return
+    client = aredis.Redis.from_url(TEST_REDIS_URL)
+    await client.delete(events.DEAD_LETTER)
+    yield events.RedisStreams(client)
+    await client.aclose()
 
 
 pytest_plugins = ["tests.accounts_and_billing", "tests.secret_scan", "tests.pods_world"]

@@ -61,11 +61,13 @@ def private_redis() -> Iterator[tuple[redis.Redis, int]]:
         port = sock.getsockname()[1]
     subprocess.run(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "yes"], check=True, capture_output=True)
     client = redis.Redis(port=port, socket_connect_timeout=0.25, socket_timeout=0.25, retry=Retry(NoBackoff(), 0))
-    for _ in range(50):
+    deadline = time.monotonic() + 20  # bounded, and generous: the machine may be busy
+    while True:
         try:
             client.ping()
             break
         except redis.RedisError:
+            assert time.monotonic() < deadline, "the private redis-server did not start"
             time.sleep(0.05)
     yield client, port
     try:
@@ -118,17 +120,23 @@ def test_two_hundred_requests_at_expiry_compute_at_most_twice(test_redis: redis.
 def test_early_refresh_runs_in_the_background_without_blocking() -> None:
     clock = Clock()
     cache = TieredCache(None, clock=clock, beta=1000.0)  # a large beta makes XFetch refresh for sure
+    release = threading.Event()
+    # A first build that takes a while: XFetch scales its early start by how long a build takes.
     slow = Counter(delay=0.3)
     cache.get("k", 60, slow)
+
+    def blocked() -> bytes:
+        assert release.wait(30)  # the refresh cannot finish until the test has its answer
+        return slow()
+
     clock.now += 59.9
-    started = time.perf_counter()
-    assert cache.get("k", 60, slow) == b"v1"  # the current bytes, at once
-    assert time.perf_counter() - started < 0.1
-    for _ in range(100):
-        if cache.peek("k").value == b"v2":
-            break
+    assert cache.get("k", 60, blocked) == b"v1"  # the current bytes while the refresh is still blocked
+    release.set()
+    deadline = time.monotonic() + 30
+    while cache.peek("k").value != b"v2":
+        assert time.monotonic() < deadline, "the background refresh never landed"
         time.sleep(0.01)
-    assert cache.peek("k").value == b"v2" and cache.stats.early_refreshes == 1 and slow.calls == 2
+    assert cache.stats.early_refreshes == 1 and slow.calls == 2
 
 
 def test_far_from_expiry_nothing_is_refreshed() -> None:

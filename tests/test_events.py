@@ -4,25 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-
-import pytest
-import redis.asyncio as aredis
 
 from providers import events
-from providers.events import DEAD_LETTER, MemoryStreams, RedisStreams, StreamConsumer
-from tests.environment import TEST_REDIS_URL
-
-
-@pytest.fixture(params=["redis", "memory"])
-async def backend(request: pytest.FixtureRequest) -> AsyncIterator[events.StreamBackend]:
-    if request.param == "memory":
-        yield MemoryStreams()
-        return
-    client = aredis.Redis.from_url(TEST_REDIS_URL)
-    await client.delete(DEAD_LETTER)
-    yield RedisStreams(client)
-    await client.aclose()
+from providers.events import DEAD_LETTER, RedisStreams, StreamConsumer
 
 
 def stream_name() -> str:
@@ -72,11 +56,9 @@ async def test_a_consumer_killed_before_acknowledging_leaves_the_event_for_its_r
     async def works(event: events.Event) -> None:
         processed.append((event.payload, event.deliveries))
 
-    restarted = StreamConsumer(backend, stream, "g", "worker-1", works, block_ms=50, backoff_base=0.1)
-    for _ in range(40):
-        await restarted.poll_once(block_ms=50)
-        if processed:
-            break
+    # No backoff, so the retry is due at once: the test does not wait on the clock.
+    restarted = StreamConsumer(backend, stream, "g", "worker-1", works, block_ms=50, backoff_base=0.0)
+    assert await restarted.poll_once(block_ms=0) == 1
     assert processed == [({"offer": 7}, 2)]
     assert await backend.pending(stream, "g", 10) == []
 
@@ -88,15 +70,18 @@ async def test_a_failing_handler_is_retried_with_backoff_then_dead_lettered(back
         attempts.append(event.deliveries)
         raise RuntimeError("downstream refused")
 
-    consumer = StreamConsumer(backend, stream, "g", "c", always_fails, block_ms=20, max_deliveries=3, backoff_base=0.05)
+    consumer = StreamConsumer(backend, stream, "g", "c", always_fails, block_ms=20, max_deliveries=3, backoff_base=60.0)
+    assert [consumer.backoff_ms(n) for n in (1, 2, 3)] == [60_000, 60_000, 60_000]  # capped at backoff_max
+    consumer.backoff_max = 600.0
+    assert [consumer.backoff_ms(n) for n in (1, 2, 3)] == [60_000, 120_000, 240_000]  # doubling
     await backend.ensure_group(stream, "g")
     await events.publish(backend, stream, {"bad": True})
     await consumer.poll_once()
     assert attempts == [1]
     await consumer.poll_once(block_ms=0)
-    assert attempts == [1]  # not retried before its backoff
-    for _ in range(50):
-        await asyncio.sleep(0.02)
+    assert attempts == [1]  # not retried before its backoff (a minute away)
+    consumer.backoff_base = 0.0  # from here every retry is due at once: no waiting on the clock
+    for _ in range(3):  # two retries, then the give-up
         await consumer.poll_once(block_ms=0)
     assert attempts == [1, 2, 3]
     letters = await dead_letters(backend)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import random
+import time
 
 import orjson
 from decimal import Decimal
@@ -23,11 +25,12 @@ from providers.worker import MemoryLeases, Worker, WorkerSettings, build_adapter
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def make_worker(streams: events.StreamBackend | None = None, leases: MemoryLeases | None = None, slugs=("lambda", "runpod"), **market) -> Worker:
+def make_worker(streams: events.StreamBackend | None = None, leases: MemoryLeases | None = None, slugs=("lambda", "runpod"),
+                clock=time.monotonic, **market) -> Worker:
     cloud = SandboxCloud(SandboxMarket(read_snapshot(), quiet_settings(**market), seed=3))
     adapters = build_adapters("sandbox", httpx.AsyncClient(), list(slugs), sandbox_cloud=cloud)
-    return Worker(AggregationEngine(adapters), streams or events.MemoryStreams(), leases or MemoryLeases(), mode="sandbox",
-                  settings=WorkerSettings(sandbox_refresh_seconds=0.2, tick_seconds=0.02, consumer_block_ms=20))
+    return Worker(AggregationEngine(adapters, clock=clock), streams or events.MemoryStreams(), leases or MemoryLeases(clock), mode="sandbox",
+                  settings=WorkerSettings(sandbox_refresh_seconds=0.2, tick_seconds=0.02, consumer_block_ms=20), clock=clock)
 
 
 async def test_a_refresh_stores_changes_history_and_publishes_them(catalog: None) -> None:
@@ -89,12 +92,10 @@ async def test_the_fanout_reaches_each_group_and_the_landing_rows(catalog: None)
     await worker.fan_out_prices(event)
     seen = {}
     for group, channel in channels.items():
+        # A marker sent after the fan-out ends each group's messages: no waiting for silence.
+        await layer.group_send(group, {"type": "end.marker"})
         types = []
-        for _ in range(3):
-            try:
-                message = await asyncio.wait_for(layer.receive(channel), 1)
-            except TimeoutError:
-                break
+        while (message := await asyncio.wait_for(layer.receive(channel), 10))["type"] != "end.marker":
             types.append(message["type"])
         seen[group] = types
         await layer.group_discard(group, channel)
@@ -102,30 +103,53 @@ async def test_the_fanout_reaches_each_group_and_the_landing_rows(catalog: None)
     assert seen["availability"] == ["offers.changed"]
 
 
+class ManualClock:
+    """Time that moves only when the test says (in whole milliseconds, so sums stay exact)."""
+
+    def __init__(self) -> None:
+        self.ms = 0
+
+    def __call__(self) -> float:
+        return self.ms / 1000
+
+    def advance(self, ms: int) -> None:
+        self.ms += ms
+
+
+async def settle(worker: Worker) -> None:
+    """Waits for whatever the worker's last tick started (bounded: a refresh is milliseconds)."""
+    await asyncio.wait_for(asyncio.gather(*list(worker._running.values())), 30)
+
+
 async def test_two_workers_never_refresh_the_same_provider_in_one_interval(catalog: None) -> None:
-    leases = MemoryLeases()
+    clock = ManualClock()
+    leases = MemoryLeases(clock)
     streams = events.MemoryStreams()
-    first, second = make_worker(streams, leases), make_worker(streams, leases)
-    calls = {"first": 0, "second": 0}
-    per_provider: dict[str, int] = {}
+    first, second = make_worker(streams, leases, clock=clock), make_worker(streams, leases, clock=clock)
+    started: dict[str, list[tuple[float, str]]] = {}
     for worker, name in ((first, "first"), (second, "second")):
         original = worker.refresh
 
         async def counted(slug: str, original=original, name=name) -> object:
-            calls[name] += 1
-            per_provider[slug] = per_provider.get(slug, 0) + 1
+            started.setdefault(slug, []).append((clock(), name))
             return await original(slug)
 
         worker.refresh = counted  # type: ignore[method-assign]
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(w.run(stop)) for w in (first, second)]
-    await asyncio.sleep(1.0)
-    stop.set()
-    await asyncio.gather(*tasks)
-    # One refresh per provider per 0.2 s interval across both workers: at most 1.0 / 0.2 + 1 each
-    # (twice that if both refreshed every round).
-    assert all(3 <= n <= 6 for n in per_provider.values()) and len(per_provider) == 2, per_provider
-    assert calls["first"] > 0 and calls["second"] > 0  # both took turns
+        worker.plan_first_round(clock(), random.Random(name))
+    # Two seconds of schedule in 20 ms steps; the workers take turns at looking first.
+    for step in range(100):
+        clock.advance(20)
+        for worker in (first, second) if step % 2 else (second, first):
+            await worker.tick(clock())
+            await settle(worker)
+    interval = first.settings.sandbox_refresh_seconds
+    assert set(started) == {"lambda", "runpod"}
+    for slug, runs in started.items():
+        times = [at for at, _ in runs]
+        gaps = [later - earlier for earlier, later in zip(times, times[1:])]
+        assert all(gap >= interval - 1e-9 for gap in gaps), (slug, runs)  # never twice in one interval
+        assert len(runs) >= 8, (slug, runs)  # and not skipped either: ~2.0 s / 0.2 s
+    assert {name for runs in started.values() for _, name in runs} == {"first", "second"}  # both took turns
 
 
 async def test_health_checks_record_status_and_emit_changes(catalog: None) -> None:
@@ -139,14 +163,39 @@ async def test_health_checks_record_status_and_emit_changes(catalog: None) -> No
     assert kinds == ["healthy", "down"]
 
 
-async def test_a_failing_provider_opens_its_circuit_and_says_so(catalog: None) -> None:
-    worker = make_worker(failure_rate=1.0)
-    for _ in range(5):
+async def test_a_provider_failing_every_call_opens_its_circuit_within_ten_calls_and_its_data_reads_as_stale(catalog: None) -> None:
+    from django.test import AsyncClient
+
+    worker = make_worker(slugs=("lambda", "runpod"))
+    assert await worker.refresh("lambda") is not None and await worker.refresh("runpod") is not None
+    assert await worker.check_health("lambda") == "healthy"
+    good = await Provider.objects.aget(slug="lambda")
+    worker.engine.slot("lambda").adapter.cloud.market.settings = quiet_settings(failure_rate=1.0)  # a total outage
+    calls = 0
+    while worker.engine.slot("lambda").breaker.state != "open":
+        calls += 1
+        assert calls <= 10, "the circuit is still closed after 10 failed calls"
         assert await worker.refresh("lambda") is None
     provider = await Provider.objects.aget(slug="lambda")
-    assert provider.circuit_state == "open"
-    circuit_events = [orjson.loads(e.fields["data"]) for e in worker.streams._streams[events.PROVIDER_EVENTS]]
-    assert circuit_events[-1]["circuit_state"] == "open"
+    assert provider.circuit_state == "open" and provider.health_status == "down"
+    assert provider.last_refresh_at == good.last_refresh_at  # nothing new was stored
+    published = [orjson.loads(e.fields["data"]) for e in worker.streams._streams[events.PROVIDER_EVENTS]]
+    assert {"kind": "circuit", "circuit_state": "open"}.items() <= published[-2].items()
+    assert {"kind": "health", "health_status": "down", "previous": "healthy"}.items() <= published[-1].items()
+    # An open circuit refuses further calls without asking the provider.
+    assert await worker.refresh("lambda") is None and calls <= 10
+
+    client = AsyncClient()
+    health = {p["provider"]: p for p in (await client.get("/api/v2/providers/health")).json()["providers"]}
+    assert health["lambda"]["circuit_state"] == "open" and health["lambda"]["health_status"] == "down"
+    assert health["lambda"]["last_refresh_at"] == good.last_refresh_at.isoformat()
+    offers = (await client.get("/api/v2/providers", {"provider": "lambda", "limit": 5})).json()["items"]
+    # Each offer's freshness is its last good refresh, and it ranks as unreliable now.
+    assert offers and all(o["last_updated"] == good.last_refresh_at.isoformat() and o["reliability"] <= 0.1 for o in offers)
+    # Once it is the only active provider, the whole answer says since when it is stale.
+    await Provider.objects.exclude(slug="lambda").aupdate(active=False)
+    body = (await client.get("/api/v2/providers", {"limit": 2})).json()  # a query no other test caches
+    assert body["stale_since"] == good.last_refresh_at.isoformat()
 
 
 async def test_when_every_provider_is_down_the_api_serves_the_last_data_with_stale_since(catalog: None) -> None:
@@ -188,6 +237,11 @@ async def test_redis_leases_give_each_interval_to_one_worker() -> None:
     assert await first.acquire("refresh:aws", 0.3)
     assert not await second.acquire("refresh:aws", 0.3)
     assert await client.get("test:lease:refresh:aws") == b"worker-1"
-    await asyncio.sleep(0.35)
+    assert 0 < await client.pttl("test:lease:refresh:aws") <= 300  # the lease lasts the interval
+    # Redis ends it (its own clock): wait for that, bounded, then the next interval is free.
+    deadline = time.monotonic() + 10
+    while await client.exists("test:lease:refresh:aws"):
+        assert time.monotonic() < deadline, "the lease never expired"
+        await asyncio.sleep(0.05)
     assert await second.acquire("refresh:aws", 0.3)
     await client.aclose()

@@ -12,13 +12,22 @@ from providers.groups import BadSubscription, group_for
 from web.asgi import application
 
 ORIGIN = [(b"origin", b"http://localhost")]
+WAIT = 10  # seconds: a bound on waiting for a message, never a measure of anything
+
+
+async def until(condition, what: str) -> None:  # type: ignore[no-untyped-def]
+    """Waits for `condition()` to hold, bounded by WAIT."""
+    deadline = asyncio.get_running_loop().time() + WAIT
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
 
 
 async def connect(path: str = "/ws/providers/?format=json") -> tuple[WebsocketCommunicator, dict]:
     communicator = WebsocketCommunicator(application, path, headers=ORIGIN)
     connected, _ = await communicator.connect()
     assert connected
-    return communicator, await communicator.receive_json_from(timeout=2)
+    return communicator, await communicator.receive_json_from(timeout=WAIT)
 
 
 async def members(group: str) -> int:
@@ -47,13 +56,13 @@ async def test_subscribe_unsubscribe_and_ping() -> None:
     communicator, hello = await connect()
     assert hello["subscriptions"] == ["price_updates"]
     await communicator.send_json_to({"action": "subscribe", "subscriptions": ["provider:aws", "region:eu-west-1"]})
-    assert (await communicator.receive_json_from(timeout=2))["subscriptions"] == ["price_updates", "provider:aws", "region:eu-west-1"]
+    assert (await communicator.receive_json_from(timeout=WAIT))["subscriptions"] == ["price_updates", "provider:aws", "region:eu-west-1"]
     assert await members("provider.aws") == 1
     await communicator.send_json_to({"action": "unsubscribe", "subscriptions": ["provider:aws"]})
-    assert (await communicator.receive_json_from(timeout=2))["subscriptions"] == ["price_updates", "region:eu-west-1"]
+    assert (await communicator.receive_json_from(timeout=WAIT))["subscriptions"] == ["price_updates", "region:eu-west-1"]
     assert await members("provider.aws") == 0
     await communicator.send_json_to({"action": "ping"})
-    assert await communicator.receive_json_from(timeout=2) == {"type": "pong"}
+    assert await communicator.receive_json_from(timeout=WAIT) == {"type": "pong"}
     await communicator.disconnect()
     assert await members("region.eu-west-1") == 0 and await members("price_updates") == 0
 
@@ -61,11 +70,11 @@ async def test_subscribe_unsubscribe_and_ping() -> None:
 async def test_bad_messages_get_an_error_naming_the_field() -> None:
     communicator, _ = await connect()
     await communicator.send_to(text_data="not json")
-    assert (await communicator.receive_json_from(timeout=2))["field"] == "message"
+    assert (await communicator.receive_json_from(timeout=WAIT))["field"] == "message"
     await communicator.send_json_to({"action": "dance"})
-    assert (await communicator.receive_json_from(timeout=2))["field"] == "action"
+    assert (await communicator.receive_json_from(timeout=WAIT))["field"] == "action"
     await communicator.send_json_to({"action": "subscribe", "subscriptions": "gpu:A100"})
-    assert (await communicator.receive_json_from(timeout=2))["field"] == "subscriptions"
+    assert (await communicator.receive_json_from(timeout=WAIT))["field"] == "subscriptions"
     await communicator.disconnect()
 
 
@@ -73,13 +82,17 @@ async def test_group_messages_reach_json_clients_as_data_and_html_pages_as_rows(
     json_client, _ = await connect()
     html_client = WebsocketCommunicator(application, "/ws/providers/", headers=ORIGIN)
     assert (await html_client.connect())[0]
-    await html_client.receive_from(timeout=2)  # the live badge
+    await html_client.receive_from(timeout=WAIT)  # the live badge
     layer = get_channel_layer()
     await layer.group_send("price_updates", {"type": "offers.changed", "payload": {"changes": [{"offer_id": 1}]}})
     await layer.group_send("price_updates", {"type": "price.rows", "html": '<tr id="gpu-row-x"></tr>'})
-    assert await json_client.receive_json_from(timeout=2) == {"type": "offers.changed", "payload": {"changes": [{"offer_id": 1}]}}
-    assert await html_client.receive_from(timeout=2) == '<tr id="gpu-row-x"></tr>'
-    assert await json_client.receive_nothing(timeout=0.3) and await html_client.receive_nothing(timeout=0.3)
+    assert await json_client.receive_json_from(timeout=WAIT) == {"type": "offers.changed", "payload": {"changes": [{"offer_id": 1}]}}
+    assert await html_client.receive_from(timeout=WAIT) == '<tr id="gpu-row-x"></tr>'
+    # Each got its own dialect only: the next thing either receives is a marker sent now.
+    await layer.group_send("price_updates", {"type": "offers.changed", "payload": {"marker": True}})
+    assert await json_client.receive_json_from(timeout=WAIT) == {"type": "offers.changed", "payload": {"marker": True}}
+    await layer.group_send("price_updates", {"type": "price.rows", "html": "<i id=marker></i>"})
+    assert await html_client.receive_from(timeout=WAIT) == "<i id=marker></i>"
     await json_client.disconnect()
     await html_client.disconnect()
 
@@ -88,7 +101,7 @@ async def test_the_provider_route_subscribes_to_that_provider() -> None:
     communicator, hello = await connect("/ws/providers/runpod/?format=json")
     assert hello["subscriptions"] == ["provider:runpod"]
     await get_channel_layer().group_send("provider.runpod", {"type": "provider.health", "payload": {"provider": "runpod", "health_status": "down"}})
-    assert (await communicator.receive_json_from(timeout=2))["payload"]["health_status"] == "down"
+    assert (await communicator.receive_json_from(timeout=WAIT))["payload"]["health_status"] == "down"
     await communicator.disconnect()
 
 
@@ -113,21 +126,15 @@ async def test_the_sse_stream_sends_offer_changes() -> None:
         sent.append(message)
 
     task = asyncio.create_task(application(scope, receive, send))
-    for _ in range(100):
-        if any(m.get("body", b"").startswith(b"event: subscribed") for m in sent):
-            break
-        await asyncio.sleep(0.02)
+    await until(lambda: any(m.get("body", b"").startswith(b"event: subscribed") for m in sent), "the subscription")
     start = next(m for m in sent if m["type"] == "http.response.start")
     assert start["status"] == 200 and (b"Content-Type", b"text/event-stream") in start["headers"]
     await get_channel_layer().group_send("gpu.h100-80gb", {"type": "offers.changed", "payload": {"changes": [{"offer_id": 5}]}})
-    for _ in range(100):
-        if any(b"event: offers" in m.get("body", b"") for m in sent):
-            break
-        await asyncio.sleep(0.02)
+    await until(lambda: any(b"event: offers" in m.get("body", b"") for m in sent), "the offers event")
     body = b"".join(m.get("body", b"") for m in sent)
     assert b'event: offers\ndata: {"changes":[{"offer_id":5}]}\n\n' in body
     disconnect.set()
-    await asyncio.wait_for(task, 5)
+    await asyncio.wait_for(task, WAIT)
     assert await members("gpu.h100-80gb") == 0
 
 
