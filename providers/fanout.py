@@ -30,6 +30,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from prometheus_client import Counter as MetricCounter
 from prometheus_client import Gauge
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 logger = logging.getLogger("gpubroker.fanout")
 
@@ -301,6 +302,12 @@ class FanoutHub:
                 message = await self.layer.receive(channel)
             except asyncio.CancelledError:
                 raise
+            except RedisTimeoutError:
+                # redis-py's socket timeout can end channels_redis's blocking pop of an idle group;
+                # the messages wait in Redis, so read again at once.
+                if self._groups.get(group) is not state:
+                    return
+                continue
             except Exception:
                 if self._groups.get(group) is not state:
                     return
