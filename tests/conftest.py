@@ -25,6 +25,18 @@ def _clean_cache() -> Iterator[None]:
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _plans_survive_flushes(request: pytest.FixtureRequest) -> None:
+    """A transactional test's flush empties every table, the plans billing's migration seeds
+    included; the next transactional test would find no Free plan. Seed them again for each."""
+    marker = request.node.get_closest_marker("django_db")
+    if "transactional_db" in request.fixturenames or (marker is not None and marker.kwargs.get("transaction")):
+        request.getfixturevalue("_django_db_helper")
+        from tests.accounts_and_billing import seed_plans
+
+        seed_plans()
+
+
 @pytest.fixture
 def catalog(db: None) -> None:
     """The sandbox catalog, loaded from the real snapshot."""
