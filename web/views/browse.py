@@ -18,6 +18,7 @@ from providers.cache import shared_cache
 from providers.models import Offer, Provider
 from providers.query import CRITERIA, QueryError, decode_cursor, first_page, next_page
 from providers.schemas import ListParams
+from web import ratelimit
 
 PAGE_SIZE = 25
 WEIGHT_CRITERIA = ("price", "performance", "availability", "reliability")
@@ -49,8 +50,28 @@ def _sliders(request: HttpRequest) -> tuple[dict[str, int], list[str]]:
     return values, errors
 
 
+def _over_rate(request: HttpRequest) -> ratelimit.Decision | None:
+    """Each search runs the same queries as the API, so it counts like an anonymous API request:
+    per visitor IP at the Free plan's rate (its own counter, so browsing never eats API quota)."""
+    if not ratelimit.enabled():
+        return None
+    client = f"browse:ip:{request.META.get('REMOTE_ADDR', '')}"
+    decision = ratelimit.shared_limiter().hit(client, ratelimit.plan_limits().free() * ratelimit.multiplier())
+    return None if decision.allowed else decision
+
+
 @require_GET
 def browse(request: HttpRequest) -> HttpResponse:
+    refused = _over_rate(request)
+    if refused is not None:
+        context = {"page": {"items": [], "next_cursor": None, "total": 0, "stale_since": None},
+                   "errors": [f"too many searches: over {refused.limit} per second; retry in {refused.retry_after} s"],
+                   "sliders": [(name, DEFAULT_SLIDERS[name]) for name in WEIGHT_CRITERIA], "sort_choices": SORT_CHOICES, "sort": "topsis",
+                   "selected": {}, "gpu_types": [], "providers": [], "next_url": "", "criteria": CRITERIA}
+        response = _respond(request, context, 429)
+        for name, value in refused.headers().items():
+            response[name] = value
+        return response
     sliders, errors = _sliders(request)
     params: dict[str, object] = {
         key: request.GET.getlist(key) for key in ("gpu_type", "region", "availability", "provider") if request.GET.get(key)
@@ -74,7 +95,7 @@ def browse(request: HttpRequest) -> HttpResponse:
         for item in page["items"]:  # the template shows ages, as the landing table does
             item["last_updated"] = datetime.fromisoformat(item["last_updated"])
     except ValidationError as exc:
-        errors += [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        errors += [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()]
     except QueryError as exc:
         errors.append(f"{exc.field}: {exc.reason}")
 
@@ -93,7 +114,11 @@ def browse(request: HttpRequest) -> HttpResponse:
         "next_url": f"?{next_query.urlencode()}" if page.get("next_cursor") else "",
         "criteria": CRITERIA,
     }
+    return _respond(request, context, 422 if errors else 200)
+
+
+def _respond(request: HttpRequest, context: dict[str, object], status: int) -> HttpResponse:
     template = "pages/browse.html#results" if request.htmx else "pages/browse.html"
-    response = render(request, template, context, status=422 if errors else 200)
+    response = render(request, template, context, status=status)
     response["Vary"] = "HX-Request"
     return response
