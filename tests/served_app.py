@@ -46,6 +46,11 @@ class ServedApp:
     api_key: str
     var_dir: Path
     log: Path
+    env: dict[str, str]
+
+    def manage(self, *args: str) -> str:
+        """`manage.py` against this app's database (what the server sees)."""
+        return _manage(self.env, *args)
 
 
 def _free_port() -> int:
@@ -108,7 +113,7 @@ def served_app(kind: str) -> Iterator[ServedApp]:
             server = subprocess.Popen(uvicorn_command("web.asgi:application", "127.0.0.1", port), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
             _wait_until_healthy(server, url, log)
-            yield ServedApp(url, api_key, var_dir, log)
+            yield ServedApp(url, api_key, var_dir, log, env)
         finally:
             server.terminate()
             try:
