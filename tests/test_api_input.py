@@ -189,3 +189,8 @@ def test_every_compliance_tag_must_be_present_through_the_portable_lookup(client
     assert ids == {tagged[0].pk, tagged[1].pk}
     both = client.get(API + "/providers", {"compliance": ["soc2", "hipaa"]}).json()["items"]
     assert [i["id"] for i in both] == [tagged[0].pk]
+
+
+def test_an_unknown_api_path_is_a_json_404(client: Client) -> None:
+    response = client.get(API + "/no/such/operation")
+    assert response.status_code == 404 and field_errors(response) == ["path"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
@@ -117,3 +117,9 @@ def unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
     # An API client gets JSON even for a bug, never Django's HTML page (and no internals).
     logger.exception("unhandled error in %s %s", request.method, request.path)
     return api.create_response(request, {"error": "internal error", "errors": []}, status=500)
+
+
+def unknown_path(request: HttpRequest, rest: str) -> HttpResponse:
+    """Any other path under /api/v2: the API's JSON 404, not Django's HTML page."""
+    body = {"error": "not found", "errors": [{"field": "path", "reason": "no API operation here; the operations are listed at /api/v2/docs"}]}
+    return JsonResponse(body, status=404)
