@@ -24,7 +24,7 @@ import pytest
 
 from tests.served_app import served_app
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "20"))
 SEED = int(os.environ.get("FUZZ_SEED", "4"))
 
 
