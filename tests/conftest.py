@@ -11,10 +11,15 @@ from django.core.management import call_command
 
 @pytest.fixture(autouse=True)
 def _clean_cache() -> Iterator[None]:
-    """Each test starts with an empty cache (the test Redis database is ours alone)."""
+    """Each test starts with an empty cache (the test Redis database is ours alone), the process's
+    L2 included: its pages would otherwise outlive the test database they were built from."""
+    from providers.cache import shared_cache
+
     cache.clear()
+    shared_cache().clear_local()
     yield
     cache.clear()
+    shared_cache().clear_local()
 
 
 @pytest.fixture
