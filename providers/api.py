@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.utils import timezone
-from ninja import Query, Router
+from ninja import Path, Query, Router
 
 from providers import calc, fanout
 from providers.cache import PRICE_TTL, STATIC_TTL, shared_cache
@@ -37,7 +38,19 @@ from providers.query import (
     staleness,
     why_breakdown,
 )
-from providers.schemas import DecideBody, ErrorOut, HistoryParams, ListParams, OfferOut, OfferPage, QueryBody, RankingParams
+from providers.schemas import (
+    HISTORY_OPENAPI,
+    MAX_ID,
+    DecideBody,
+    ErrorOut,
+    HistoryParams,
+    ListParams,
+    OfferOut,
+    OfferPage,
+    QueryBody,
+    RankingParams,
+    StreamParams,
+)
 
 router = Router(tags=["offers"])
 analytics = Router(tags=["analytics"])
@@ -46,6 +59,14 @@ HEALTH_TTL = 5.0
 HISTORY_MAX_POINTS = 5000
 SSE_KEEPALIVE_SECONDS = 15.0
 JSON = "application/json"
+
+
+def _before(moment: datetime, span: timedelta) -> datetime:
+    """`moment - span`, or the earliest time there is (an `until` of year 1 has no day before it)."""
+    try:
+        return moment - span
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
 
 
 def _digest(value: Any) -> str:
@@ -64,7 +85,7 @@ def _page(query_params: ListParams | QueryBody) -> bytes:
     return first_page(cache, query, query_params.limit)
 
 
-@router.get("/providers", response={200: OfferPage, 422: ErrorOut}, summary="List offers")
+@router.get("/providers", response={200: OfferPage, 404: ErrorOut, 422: ErrorOut}, summary="List offers")
 def list_offers(request: HttpRequest, params: Query[ListParams]) -> HttpResponse:
     """Offers matching the filters, sorted, one page at a time (`next_cursor` fetches the next)."""
     body = _page(params)
@@ -76,7 +97,7 @@ def list_offers(request: HttpRequest, params: Query[ListParams]) -> HttpResponse
     return _json(body)
 
 
-@router.post("/providers/query", response={200: OfferPage, 422: ErrorOut}, summary="Query offers with a JSON body")
+@router.post("/providers/query", response={200: OfferPage, 404: ErrorOut, 422: ErrorOut}, summary="Query offers with a JSON body")
 def query_offers(request: HttpRequest, body: QueryBody) -> HttpResponse:
     return _json(_page(body))
 
@@ -107,7 +128,7 @@ def decide(request: HttpRequest, body: DecideBody) -> HttpResponse:
     query = body.filters.to_query()
     names = [c.name for c in body.criteria]
     benefit = [c.benefit for c in body.criteria]
-    key = "decide:" + _digest(body.dict())
+    key = "decide:" + _digest(body.model_dump())
 
     def build() -> bytes:
         items = load_items(query)
@@ -143,11 +164,16 @@ def providers_health(request: HttpRequest) -> HttpResponse:
     return _json(cache.get("providers:health", HEALTH_TTL, build))
 
 
-@router.get("/providers/stream", summary="Server-sent events of offer changes")
-async def stream(request: HttpRequest, subscribe: str = "price_updates") -> HttpResponse:
-    """Server-sent events: `offers` (changes), `alert`, `health`; comma-separated subscriptions."""
+SSE_EVENT = {"type": "object", "properties": {"event": {"enum": ["subscribed", *sorted(("offers", "alert", "health"))]}, "data": {"type": "string"}}}
+STREAM_OPENAPI = {"responses": {200: {"description": "Server-sent events", "content": {"text/event-stream": {"schema": SSE_EVENT}}}}}
+
+
+@router.get("/providers/stream", response={422: ErrorOut}, openapi_extra=STREAM_OPENAPI, summary="Server-sent events of offer changes")
+async def stream(request: HttpRequest, params: Query[StreamParams]) -> HttpResponse:
+    """Server-sent events: `offers` (changes), `alert`, `health`; comma-separated subscriptions.
+    A stream ends after SSE_MAX_SECONDS with a `retry` hint; EventSource reconnects by itself."""
     try:
-        groups = sorted({group_for(part) for part in subscribe.split(",") if part.strip()} or {"price_updates"})
+        groups = sorted({group_for(part.strip(" \t")) for part in params.subscribe.split(",")})
     except BadSubscription as exc:
         raise QueryError("subscribe", str(exc)) from None
     if len(groups) > 20:
@@ -157,20 +183,23 @@ async def stream(request: HttpRequest, subscribe: str = "price_updates") -> Http
     try:
         feed = hub.open(request.META.get("REMOTE_ADDR"), "sse")
     except fanout.Refused as refused:
-        return _json(orjson.dumps({"errors": [{"field": "connection", "reason": refused.message}]}), status=429)
+        return _json(orjson.dumps({"error": "too many connections", "errors": [{"field": "connection", "reason": refused.message}]}), status=429)
     try:
         for group in groups:
             await hub.join(feed, group)
     except BaseException:
         await hub.close(feed)
         raise
+    lifetime = settings.SSE_MAX_SECONDS
 
     async def events() -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        ends_at = loop.time() + lifetime
         try:
             yield b"event: subscribed\ndata: " + orjson.dumps({"subscriptions": groups}) + b"\n\n"
-            while True:
+            while (left := ends_at - loop.time()) > 0:
                 try:
-                    broadcast = await asyncio.wait_for(feed.next(), timeout=SSE_KEEPALIVE_SECONDS)
+                    broadcast = await asyncio.wait_for(feed.next(), timeout=min(SSE_KEEPALIVE_SECONDS, left))
                 except TimeoutError:
                     yield b": keep-alive\n\n"
                     continue
@@ -180,6 +209,8 @@ async def stream(request: HttpRequest, subscribe: str = "price_updates") -> Http
                 frame = broadcast.frame("sse", _sse_frame)
                 if frame:
                     yield frame
+            # Bounded connections let instances drain and rebalance; the client reconnects in 1 s.
+            yield b"retry: 1000\n\n"
         finally:
             await hub.close(feed)
 
@@ -197,8 +228,8 @@ def _sse_frame(message: dict[str, Any]) -> bytes | None:
     return f"event: {name}\ndata: ".encode() + orjson.dumps(message.get("payload")) + b"\n\n" if name else None
 
 
-@router.get("/providers/{offer_id}", response={200: OfferOut, 404: ErrorOut}, summary="One offer")
-def get_offer(request: HttpRequest, offer_id: int) -> HttpResponse:
+@router.get("/providers/{offer_id}", response={200: OfferOut, 404: ErrorOut, 422: ErrorOut}, summary="One offer")
+def get_offer(request: HttpRequest, offer_id: int = Path(..., ge=1, le=MAX_ID)) -> HttpResponse:  # type: ignore[type-arg]
     def build() -> bytes:
         item = offer_detail(offer_id)
         return orjson.dumps(item) if item else b""
@@ -212,11 +243,11 @@ def get_offer(request: HttpRequest, offer_id: int) -> HttpResponse:
     return _json(body)
 
 
-@analytics.get("/analytics/price-history", response={200: dict, 422: ErrorOut}, summary="Price history")
+@analytics.get("/analytics/price-history", response={200: dict, 422: ErrorOut}, openapi_extra=HISTORY_OPENAPI, summary="Price history")
 def price_history(request: HttpRequest, params: Query[HistoryParams]) -> HttpResponse:
     """Per-minute aggregates of a GPU type, or every recorded change of one offer (30 days kept)."""
     until = params.until or timezone.now()
-    since = params.since or until - timedelta(hours=24)
+    since = params.since or _before(until, timedelta(hours=24))
     key = "history:" + _digest([params.gpu_type, params.offer_id, params.resolution, since, until])
 
     def build() -> bytes:
@@ -238,7 +269,7 @@ def price_history(request: HttpRequest, params: Query[HistoryParams]) -> HttpRes
         subject = {"gpu_type": params.gpu_type} if params.gpu_type else {"offer_id": params.offer_id}
         return orjson.dumps({**subject, "resolution": params.resolution, "since": since.isoformat(), "until": until.isoformat(), "points": points})
 
-    return _json(shared_cache().get(key, PRICE_TTL if until > timezone.now() - timedelta(minutes=2) else STATIC_TTL, build))
+    return _json(shared_cache().get(key, PRICE_TTL if until > _before(timezone.now(), timedelta(minutes=2)) else STATIC_TTL, build))
 
 
 __all__ = ["router", "analytics"]

@@ -1,6 +1,6 @@
 """Two-tier cache of prebuilt response bytes: L2 in this process, then L1 in Redis.
 
-- L2 is a bounded LRU (10,000 entries) of `CacheEntry`: the bytes, when they expire, and how long
+- L2 is a bounded LRU (10,000 entries and 64 MiB of values) of `CacheEntry`: the bytes, when they expire, and how long
   they took to build. A hit costs a dict lookup, no unpickling, no validation.
 - L1 is Redis, shared by every instance: an L2 miss reads it before computing, which is how a new
   instance warms up without stampeding the database. Redis being down is not an error for the
@@ -38,6 +38,7 @@ logger = logging.getLogger("gpubroker.cache")
 PRICE_TTL = 60.0
 STATIC_TTL = 300.0
 L2_MAX_ENTRIES = 10_000
+L2_MAX_BYTES = 64 * 1024 * 1024  # a few large entries must not grow a process without bound either
 REDIS_RETRY_AFTER = 5.0  # seconds L1 is skipped after a Redis error
 _HEADER = struct.Struct("!dd16sq")  # expires_at, delta, token, generation
 GENERATION_POLL_SECONDS = 1.0
@@ -84,6 +85,7 @@ class TieredCache:
         *,
         prefix: str = "gpubroker:c2:",  # c2: entries carry their generation
         max_entries: int = L2_MAX_ENTRIES,
+        max_bytes: int = L2_MAX_BYTES,
         clock: Callable[[], float] = time.time,
         beta: float = 1.0,
         executor: ThreadPoolExecutor | None = None,
@@ -94,6 +96,8 @@ class TieredCache:
         self.redis = redis_client
         self.prefix = prefix
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._l2_bytes = 0  # sum of the L2 values' sizes
         self.clock = clock
         self.beta = beta
         self.stats = CacheStats()
@@ -145,10 +149,11 @@ class TieredCache:
 
     def _l2_set(self, key: str, entry: CacheEntry) -> None:
         with self._lock:
+            old = self._l2.pop(key, None)
+            self._l2_bytes += len(entry.value) - (len(old.value) if old else 0)
             self._l2[key] = entry
-            self._l2.move_to_end(key)
-            while len(self._l2) > self.max_entries:
-                self._l2.popitem(last=False)
+            while len(self._l2) > self.max_entries or (self._l2_bytes > self.max_bytes and len(self._l2) > 1):
+                self._l2_bytes -= len(self._l2.popitem(last=False)[1].value)
 
     def __len__(self) -> int:
         return len(self._l2)
@@ -312,6 +317,7 @@ class TieredCache:
     def clear_local(self) -> None:
         with self._lock:
             self._l2.clear()
+            self._l2_bytes = 0
             self._routes.clear()
 
     def remember_route(self, route: str, key: str, ttl: float, compute: Compute) -> None:

@@ -8,13 +8,20 @@ snapshot (the ordered offer ids, kept 10 minutes) and its cursor names that snap
 pages neither repeat nor skip offers even if prices change the order meanwhile; each item shows
 its current price. A cursor that outlives its snapshot continues after its last offer in the
 current order.
+
+Snapshots are cheap and bounded: packed 64-bit ids (and scores only when ranked), at most
+SNAPSHOT_MAX_OFFERS positions (later pages continue after the last offer seen), named by their
+content so rebuilding an unchanged result stores nothing new. Every key of a snapshot and of a
+later page carries the query's hash: a cursor can only ever reach pages of its own query.
 """
 
 from __future__ import annotations
 
+import array
 import base64
 import hashlib
-import uuid
+import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,7 +29,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from django.db.models import Max, QuerySet
+from django.db.models import JSONField, Lookup, Max, QuerySet
 
 from providers import calc
 from providers.aggregation import weight_for_latency
@@ -31,6 +38,8 @@ from providers.gpu_specs import tflops
 from providers.models import Availability, HealthStatus, Offer, Provider
 
 SNAPSHOT_TTL = 600.0
+SNAPSHOT_MAX_OFFERS = 5000  # 40 KB of ids; pages past it continue after the last offer seen
+MAX_OFFSET = 10**9
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 SORTS = ("price", "price_per_gpu", "performance", "value", "topsis")
@@ -52,9 +61,37 @@ DEFAULT_WEIGHTS = (("price", 0.5), ("performance", 0.2), ("availability", 0.2), 
 class QueryError(ValueError):
     """A parameter the service cannot use; `field` names it for the 422 answer."""
 
+    status = 422
+
     def __init__(self, field: str, reason: str) -> None:
         self.field, self.reason = field, reason
         super().__init__(f"{field}: {reason}")
+
+
+class CursorNotFound(QueryError):
+    """A well-formed cursor that names no page of this query: 404, as an unknown id would be."""
+
+    status = 404
+
+    def __init__(self, reason: str = "names no page of these results; start again without it") -> None:
+        super().__init__("cursor", reason)
+
+
+@JSONField.register_lookup
+class HasElement(Lookup):
+    """`compliance_tags__has_element="soc2"`: the JSON array holds that string, on PostgreSQL
+    (jsonb containment, indexable) and on the embedded SQLite (JSON1's json_each) alike."""
+
+    lookup_name = "has_element"
+    prepare_rhs = False
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        lhs, params = self.process_lhs(compiler, connection)
+        return f"EXISTS (SELECT 1 FROM json_each({lhs}) WHERE json_each.value = %s)", [*params, self.rhs]
+
+    def as_postgresql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        lhs, params = self.process_lhs(compiler, connection)
+        return f"{lhs} @> %s::jsonb", [*params, json.dumps([self.rhs])]
 
 
 @dataclass(frozen=True)
@@ -100,7 +137,7 @@ def parse_weights(raw: str | None) -> tuple[tuple[str, float], ...]:
             raise QueryError("weights", f"weight of {name!r} is not a number") from None
         if not 0 <= weight <= 1000 or weight != weight:
             raise QueryError("weights", f"weight of {name!r} must be between 0 and 1000")
-        weights[name] = weight
+        weights[name] = weights.get(name, 0.0) + weight  # a repeated name counts once, with both weights
     if sum(weights.values()) <= 0:
         raise QueryError("weights", "at least one weight must be above zero")
     return tuple(sorted(weights.items()))
@@ -129,7 +166,7 @@ def _filtered(query: OfferQuery) -> QuerySet[Offer]:
     elif query.spot is False:
         qs = qs.filter(spot_price__isnull=True)
     for tag in query.compliance:
-        qs = qs.filter(compliance_tags__contains=[tag])
+        qs = qs.filter(compliance_tags__has_element=tag)
     return qs
 
 
@@ -224,15 +261,24 @@ def _encode_cursor(data: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(data)).decode().rstrip("=")
 
 
+_SNAPSHOT_ID = re.compile(r"^[0-9a-f]{16}$")
+
+
 def decode_cursor(raw: str) -> dict[str, Any]:
+    """The cursor's fields, checked one by one (a crafted cursor is refused, never trusted)."""
     try:
         data = orjson.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-        if not (isinstance(data, dict) and isinstance(data.get("s"), str) and isinstance(data.get("o"), int)):
-            raise ValueError
-        if data["o"] < 0 or not isinstance(data.get("q"), str):
-            raise ValueError
     except ValueError:
-        raise QueryError("cursor", "not a cursor returned by this API") from None
+        raise CursorNotFound("not a cursor returned by this API") from None
+    ok = (
+        isinstance(data, dict)
+        and isinstance(data.get("s"), str) and _SNAPSHOT_ID.match(data["s"]) is not None
+        and type(data.get("o")) is int and 0 <= data["o"] <= MAX_OFFSET
+        and isinstance(data.get("q"), str)
+        and (data.get("a") is None or type(data.get("a")) is int)
+    )
+    if not ok:
+        raise CursorNotFound("not a cursor returned by this API")
     return data
 
 
@@ -256,61 +302,88 @@ def _next_cursor(snapshot: str, query_key: str, offset: int, total: int, last_id
 
 
 def first_page(cache: TieredCache, query: OfferQuery, limit: int) -> bytes:
-    key = f"offers:{query.canonical()}:{limit}"
-    return cache.get(key, PRICE_TTL, lambda: build_first_page(cache, query, limit))
+    return cache.get(first_page_key(query, limit), PRICE_TTL, lambda: build_first_page(cache, query, limit))
 
 
 def first_page_key(query: OfferQuery, limit: int) -> str:
     return f"offers:{query.canonical()}:{limit}"
 
 
-def _store_snapshot(cache: TieredCache, ordered: list[dict[str, Any]]) -> str:
-    snapshot = uuid.uuid4().hex[:16]
-    scores = [item.get("score") for item in ordered]
-    cache.set(f"snapshot:{snapshot}", orjson.dumps({"ids": [item["id"] for item in ordered], "scores": scores}), SNAPSHOT_TTL)
+def _snapshot_key(query_key: str, snapshot: str) -> str:
+    return f"snapshot:{query_key}:{snapshot}"
+
+
+def pack_snapshot(ordered: Sequence[dict[str, Any]]) -> bytes:
+    """The order as bytes: a count, the ids (int64), then the scores (float64) if ranked."""
+    kept = ordered[:SNAPSHOT_MAX_OFFERS]
+    ids = array.array("q", (item["id"] for item in kept))
+    ranked = bool(kept) and kept[0].get("score") is not None
+    scores = array.array("d", (item["score"] for item in kept) if ranked else ())
+    return len(ordered).to_bytes(8, "little") + len(kept).to_bytes(8, "little") + ids.tobytes() + scores.tobytes()
+
+
+def unpack_snapshot(raw: bytes) -> tuple[int, list[int], list[float] | None]:
+    """(total of the result, the ids kept, their scores or None)."""
+    total, kept = int.from_bytes(raw[:8], "little"), int.from_bytes(raw[8:16], "little")
+    ids = array.array("q")
+    ids.frombytes(raw[16 : 16 + 8 * kept])
+    scores = array.array("d")
+    scores.frombytes(raw[16 + 8 * kept :])
+    return total, ids.tolist(), scores.tolist() if len(scores) else None
+
+
+def _store_snapshot(cache: TieredCache, query_key: str, ordered: list[dict[str, Any]]) -> str:
+    packed = pack_snapshot(ordered)
+    # Named by content: rebuilding the first page while the order holds still reuses the snapshot.
+    snapshot = hashlib.blake2b(packed, digest_size=8).hexdigest()
+    cache.set(_snapshot_key(query_key, snapshot), packed, SNAPSHOT_TTL)
     return snapshot
 
 
 def build_first_page(cache: TieredCache, query: OfferQuery, limit: int) -> bytes:
     ordered = sort_items(load_items(query), query)
-    snapshot = _store_snapshot(cache, ordered)
+    query_key = query.canonical()
     page = ordered[:limit]
+    # A result that fits on one page has no later pages, and needs no snapshot.
+    snapshot = _store_snapshot(cache, query_key, ordered) if len(ordered) > limit else ""
     last_id = page[-1]["id"] if page else None
-    return Page(page, _next_cursor(snapshot, query.canonical(), limit, len(ordered), last_id), len(ordered), staleness()).to_bytes()
+    return Page(page, _next_cursor(snapshot, query_key, limit, len(ordered), last_id), len(ordered), staleness()).to_bytes()
 
 
 def next_page(cache: TieredCache, query: OfferQuery, limit: int, cursor: dict[str, Any]) -> bytes:
-    if cursor["q"] != query.canonical():
-        raise QueryError("cursor", "this cursor belongs to other filters or another sort; start again without it")
-    key = f"page:{cursor['s']}:{cursor['o']}:{cursor.get('a')}:{limit}"
+    query_key = query.canonical()
+    if cursor["q"] != query_key:
+        raise CursorNotFound("belongs to other filters or another sort; start again without it")
+    # Everything that decides the page is in the key, the query's hash first.
+    key = f"page:{query_key}:{cursor['s']}:{cursor['o']}:{cursor.get('a')}:{limit}"
     return cache.get(key, PRICE_TTL, lambda: build_next_page(cache, query, limit, cursor))
 
 
 def build_next_page(cache: TieredCache, query: OfferQuery, limit: int, cursor: dict[str, Any]) -> bytes:
-    raw = cache.get_raw(f"snapshot:{cursor['s']}")
+    query_key = query.canonical()
+    raw = cache.get_raw(_snapshot_key(query_key, cursor["s"]))
     offset, snapshot = cursor["o"], cursor["s"]
-    if raw is not None:
-        stored = orjson.loads(raw)
-        ids, scores = stored["ids"], stored["scores"]
+    total, ids, scores = unpack_snapshot(raw) if raw is not None else (0, [], None)
+    # The snapshot holds this page (it may end before the result does: see SNAPSHOT_MAX_OFFERS).
+    if raw is not None and (offset + limit <= len(ids) or len(ids) == total):
         page_ids = ids[offset : offset + limit]
         by_id = {item["id"]: item for item in load_items(query, page_ids)}
         items = []
         for position, offer_id in enumerate(page_ids, start=offset):
             if offer_id in by_id:  # an offer deleted since the snapshot is left out
                 item = by_id[offer_id]
-                if scores[position] is not None:  # scores are relative to the whole result
+                if scores is not None:  # scores are relative to the whole result
                     item = {**item, "score": scores[position], "rank": position + 1}
                 items.append(item)
-        total = len(ids)
     else:
-        # The snapshot expired: continue after the last offer seen, in today's order.
+        # The snapshot expired (or ends before this page): continue after the last offer seen, in today's order.
         ordered = sort_items(load_items(query), query)
         positions = {item["id"]: n for n, item in enumerate(ordered)}
         offset = positions[cursor["a"]] + 1 if cursor.get("a") in positions else offset
-        snapshot = _store_snapshot(cache, ordered)
+        snapshot = _store_snapshot(cache, query_key, ordered)
         items, total = ordered[offset : offset + limit], len(ordered)
     last_id = items[-1]["id"] if items else None
-    return Page(items, _next_cursor(snapshot, query.canonical(), offset + limit, total, last_id), total, staleness()).to_bytes()
+    return Page(items, _next_cursor(snapshot, query_key, offset + limit, total, last_id), total, staleness()).to_bytes()
 
 
 def offer_detail(offer_id: int) -> dict[str, Any] | None:

@@ -16,13 +16,16 @@ from tests.environment import TEST_REDIS_URL
 @pytest.fixture(autouse=True)
 def _clean_cache() -> Iterator[None]:
     """Each test starts with an empty cache (the test Redis database is ours alone), pages included."""
+    from providers.cache import shared_cache
     from web import pagecache
 
     cache.clear()
     pagecache.reset_page_cache(None)
     pagecache.forget_catalog_memo()
+    shared_cache().clear_local()
     yield
     cache.clear()
+    shared_cache().clear_local()
 
 
 @pytest.fixture(autouse=True)

@@ -84,9 +84,14 @@ def test_pages_hold_still_while_prices_change(client: Client, catalog: None) -> 
     assert len(seen) == len(set(seen)) == Offer.objects.filter(gpu_type="A100 80GB").count()
 
 
-def test_a_cursor_of_other_filters_is_refused(client: Client, catalog: None) -> None:
+def test_a_cursor_of_other_filters_names_no_page_of_these_results(client: Client, catalog: None) -> None:
     cursor = get(client, "/providers", gpu_type="A100 80GB", limit=5)["next_cursor"]
-    assert errors_of(client.get(API + "/providers", {"gpu_type": "H100 80GB", "limit": 5, "cursor": cursor}))[0][0] == "cursor"
+    response = client.get(API + "/providers", {"gpu_type": "H100 80GB", "limit": 5, "cursor": cursor})
+    assert response.status_code == 404 and response.json()["errors"][0]["field"] == "cursor"
+
+
+def test_an_empty_price_range_matches_no_offer(client: Client, catalog: None) -> None:
+    assert get(client, "/providers", min_price="5", max_price="1")["total"] == 0
 
 
 @pytest.mark.parametrize(
@@ -96,16 +101,16 @@ def test_a_cursor_of_other_filters_is_refused(client: Client, catalog: None) -> 
         ({"limit": 101}, "limit"),
         ({"limit": "ten"}, "limit"),
         ({"min_price": "-1"}, "min_price"),
-        ({"min_price": "5", "max_price": "1"}, "max_price"),
         ({"availability": "soon"}, "availability.0"),
         ({"sort": "cheapest"}, "sort"),
         ({"sort": "topsis", "weights": "price:x"}, "weights"),
         ({"sort": "topsis", "weights": "speed:1"}, "weights"),
         ({"sort": "topsis", "weights": "price:0"}, "weights"),
-        ({"cursor": "not-a-cursor"}, "cursor"),
+        ({"cursor": "not a cursor!"}, "cursor"),
         ({"gpu_count": 0}, "gpu_count"),
         ({"spot": "maybe"}, "spot"),
-        ({"gpu_type": "x" * 200}, "gpu_type"),
+        ({"gpu_type": "x" * 401}, "gpu_type"),
+        ({"gpu_type": "\x00"}, "gpu_type"),
     ],
 )
 def test_invalid_parameters_are_a_422_naming_the_field(client: Client, catalog: None, params: dict, field: str) -> None:
@@ -165,8 +170,8 @@ def test_decide_with_each_method(client: Client, catalog: None) -> None:
     [
         ({"method": "magic", "criteria": [{"name": "price"}]}, "method"),
         ({"criteria": []}, "criteria"),
-        ({"criteria": [{"name": "price"}, {"name": "price"}]}, "criteria"),
         ({"criteria": [{"name": "price", "weight": -1}]}, "criteria.0.weight"),
+        ({"criteria": [{"name": "price", "weight": 0}]}, "criteria.0.weight"),
         ({"criteria": [{"name": "price", "direction": "up"}]}, "criteria.0.direction"),
         ({"criteria": [{"name": "price"}], "top_k": 1000}, "top_k"),
     ],

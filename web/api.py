@@ -6,16 +6,57 @@ parameters are a 422 naming each field and why, never a 500.
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+import logging
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import NinjaAPI
-from ninja.errors import HttpError, ValidationError
+from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from billing.api import router as account_router
 from pods.api import router as rentals_router
 from providers.api import analytics, router as offers
 from providers.query import QueryError
 
-api = NinjaAPI(
+logger = logging.getLogger("gpubroker.api")
+
+ERROR_SCHEMA = {
+    "type": "object", "required": ["error"],
+    "properties": {
+        "error": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object", "required": ["field", "reason"],
+                                              "properties": {"field": {"type": "string"}, "reason": {"type": "string"}}}},
+    },
+}
+# Answers any operation can give besides its own: documented on every operation, so a client (and
+# the fuzzer in tests/test_api_fuzz.py) knows each status it may meet.
+COMMON_ERRORS = {
+    "429": "Over the plan's rate (Retry-After says when to retry)",
+    "500": "Unexpected server error (the same JSON shape; nothing is half-done)",
+}
+
+
+class GpubrokerAPI(NinjaAPI):
+    def get_openapi_schema(self, *, path_prefix: str | None = None, path_params: dict[str, Any] | None = None) -> Any:
+        schema = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
+        for methods in schema["paths"].values():
+            for operation in methods.values():
+                # An operation whose parameters depend on each other describes them itself.
+                if "x-parameters" in operation:
+                    operation["parameters"] = operation.pop("x-parameters")
+                responses = operation.setdefault("responses", {})
+                errors = dict(COMMON_ERRORS)
+                if operation.get("parameters") or operation.get("requestBody"):
+                    errors["422"] = "Invalid parameters: each field and why"
+                if operation.get("requestBody"):
+                    errors["400"] = "The body is not JSON"
+                if operation.get("security"):
+                    errors["401"] = "No valid X-API-Key"
+                for status, description in errors.items():
+                    responses.setdefault(status, {"description": description, "content": {"application/json": {"schema": ERROR_SCHEMA}}})
+        return schema
+
+api = GpubrokerAPI(
     title="GPUBROKER API",
     version="2",
     description="Live GPU offers across providers: filter, rank, decide, watch.",
@@ -38,8 +79,12 @@ def _error(error: dict[str, object]) -> dict[str, str]:
     # Checks across fields are written "field: reason" (pydantic prefixes "Value error, ").
     reason = reason.removeprefix("Value error, ")
     named, sep, rest = reason.partition(": ")
-    if sep and named.isidentifier():
-        field, reason = (f"{field}.{named}" if field != "request" else named), rest
+    if sep and all(part.isidentifier() or part.isdigit() for part in named.split(".")):
+        if field == "request":
+            field = named
+        elif field != named and not field.endswith("." + named):
+            field = f"{field}.{named}"
+        reason = rest
     return {"field": field, "reason": reason}
 
 
@@ -59,4 +104,24 @@ def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 
 @api.exception_handler(QueryError)
 def query_failed(request: HttpRequest, exc: QueryError) -> HttpResponse:
-    return api.create_response(request, {"error": "invalid parameters", "errors": [{"field": exc.field, "reason": exc.reason}]}, status=422)
+    error = "invalid parameters" if exc.status == 422 else "not found"
+    return api.create_response(request, {"error": error, "errors": [{"field": exc.field, "reason": exc.reason}]}, status=exc.status)
+
+
+@api.exception_handler(AuthenticationError)
+def unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    body = {"error": "unauthorized", "errors": [{"field": "X-API-Key", "reason": "missing, unknown or revoked API key"}]}
+    return api.create_response(request, body, status=401)
+
+
+@api.exception_handler(Exception)
+def unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    # An API client gets JSON even for a bug, never Django's HTML page (and no internals).
+    logger.exception("unhandled error in %s %s", request.method, request.path)
+    return api.create_response(request, {"error": "internal error", "errors": []}, status=500)
+
+
+def unknown_path(request: HttpRequest, rest: str) -> HttpResponse:
+    """Any other path under /api/v2: the API's JSON 404, not Django's HTML page."""
+    body = {"error": "not found", "errors": [{"field": "path", "reason": "no API operation here; the operations are listed at /api/v2/docs"}]}
+    return JsonResponse(body, status=404)

@@ -290,7 +290,8 @@ def parse_forwarded_allow_ips(raw: str | None, mode: str) -> str:
 def load_config(env: Mapping[str, str], base_dir: Path) -> Config:
     """Builds the Config from `env`, raising ConfigError on the first bad value."""
     mode = _mode(env)
-    var_dir = base_dir / "var"
+    # The SQLite file and the sandbox's generated secret live here; tests point it at a temp dir.
+    var_dir = Path(env.get("GPUBROKER_VAR_DIR", "").strip() or base_dir / "var")
     debug = _flag(env, "DEBUG", default=False)
     if mode == LIVE and debug:
         raise ConfigError("DEBUG", "must be off in live mode")

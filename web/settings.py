@@ -140,6 +140,8 @@ RATE_LIMIT_ENABLED = CONFIG.rate_limit_enabled
 RATE_LIMIT_MULTIPLIER = CONFIG.rate_limit_multiplier
 # Seconds between refreshes of one sandbox provider (live providers: every 60 s).
 SANDBOX_REFRESH_SECONDS = env_seconds(os.environ, "SANDBOX_REFRESH_SECONDS", 10.0)
+# How long one server-sent events stream stays open before the client reconnects.
+SSE_MAX_SECONDS = env_seconds(os.environ, "SSE_MAX_SECONDS", 3600.0)
 
 # Provider adapters (providers/adapters/): credentials per provider from the environment, empty
 # when unset; live mode calls the real APIs with them. <SLUG>_API_BASE points an adapter at another

@@ -3,7 +3,7 @@ from django.urls import include, path
 from billing import views as billing_views
 from web import metrics
 from web.accounts import activation_view, signup_view
-from web.api import api
+from web.api import api, unknown_path
 from web.views import account, browse, dashboard, health, public, sandbox
 
 urlpatterns = [
@@ -23,6 +23,7 @@ urlpatterns = [
     path("accounts/signup/", signup_view, name="account_signup"),  # knows the plan it came from
     path("accounts/", include("allauth.urls")),
     path("api/v2/", api.urls),
+    path("api/v2/<path:rest>", unknown_path),
     path("sandbox/mailbox/", sandbox.mailbox, name="sandbox_mailbox"),
     path("sandbox/mailbox/<str:message_id>/", sandbox.message, name="sandbox_message"),
     path("metrics", metrics.metrics, name="metrics"),

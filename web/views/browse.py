@@ -22,6 +22,7 @@ from providers.cache import shared_cache
 from providers.models import Offer, Provider
 from providers.query import CRITERIA, QueryError, decode_cursor, first_page, next_page
 from providers.schemas import ListParams
+from web import ratelimit
 from web.pagecache import catalog_memo, shareable, shared_page
 
 PAGE_SIZE = 25
@@ -52,6 +53,16 @@ def _sliders(query: QueryDict) -> tuple[dict[str, int], list[str]]:
         errors.append("give at least one criterion a weight above zero")
         values = dict(DEFAULT_SLIDERS)
     return values, errors
+
+
+def _over_rate(request: HttpRequest) -> ratelimit.Decision | None:
+    """Each search may run the same queries as the API, so it counts like an anonymous API request:
+    per visitor IP at the Free plan's rate (its own counter, so browsing never eats API quota)."""
+    if not ratelimit.enabled():
+        return None
+    client = f"browse:ip:{request.META.get('REMOTE_ADDR', '')}"
+    decision = ratelimit.shared_limiter().hit(client, ratelimit.plan_limits().free() * ratelimit.multiplier())
+    return None if decision.allowed else decision
 
 
 def filter_choices() -> dict[str, Any]:
@@ -87,7 +98,7 @@ def browse_context(query: QueryDict) -> tuple[dict[str, Any], int]:
         for item in page["items"]:  # the template shows ages, as the landing table does
             item["last_updated"] = datetime.fromisoformat(item["last_updated"])
     except ValidationError as exc:
-        errors += [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        errors += [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()]
     except QueryError as exc:
         errors.append(f"{exc.field}: {exc.reason}")
 
@@ -110,6 +121,18 @@ def browse_context(query: QueryDict) -> tuple[dict[str, Any], int]:
 
 @require_GET
 def browse(request: HttpRequest) -> HttpResponse:
+    refused = _over_rate(request)
+    if refused is not None:
+        context = {"page": {"items": [], "next_cursor": None, "total": 0, "stale_since": None},
+                   "errors": [f"too many searches: over {refused.limit} per second; retry in {refused.retry_after} s"],
+                   "sliders": [(name, DEFAULT_SLIDERS[name]) for name in WEIGHT_CRITERIA], "sort_choices": SORT_CHOICES, "sort": "topsis",
+                   "selected": {}, "gpu_types": [], "providers": [], "next_url": "", "criteria": CRITERIA}
+        template = "pages/browse.html#results" if request.htmx else "pages/browse.html"
+        response = render(request, template, context, status=429)
+        for name, value in refused.headers().items():
+            response[name] = value
+        response["Vary"] = "HX-Request"
+        return response
     template = "pages/browse.html#results" if request.htmx else "pages/browse.html"
     if shareable(request):
         # The same query in another order is the same page: the key is the sorted parameters.
