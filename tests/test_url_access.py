@@ -85,6 +85,7 @@ ACCESS: dict[str, tuple[str | int, str | int]] = {
     "api/v2/providers/stream": (OPEN, OPEN),
     "api/v2/providers/<offer_id>": (OPEN, OPEN),
     "api/v2/analytics/price-history": (OPEN, OPEN),
+    "api/v2/<path:rest>": (404, 404),  # JSON 404 for any other /api/v2 path
     "api/v2/account": (401, 401),  # an API key, not a session
     "sandbox/mailbox/": (403, 403),  # reset links: this machine or staff only
     "sandbox/mailbox/<str:message_id>/": (403, 403),
@@ -162,6 +163,7 @@ def real_objects(catalog: None, tmp_path: Path, settings: Any, stripe_emulator: 
         "uidb36": user_pk_to_url_str(other),
         "offer_id": str(Offer.objects.order_by("pk").values_list("pk", flat=True).first()),
         "message_id": message_id,
+        "rest": "no-such-operation",
     }
 
 

@@ -334,6 +334,7 @@ async def test_the_sse_stream_shares_the_per_address_cap_and_answers_429_past_it
     await asyncio.wait_for(application(sse_scope("10.0.2.1"), receive, send), 10)
     assert sent[0]["status"] == 429
     assert orjson.loads(b"".join(m.get("body", b"") for m in sent[1:])) == {
+        "error": "too many connections",
         "errors": [{"field": "connection", "reason": "too many live connections from your address: at most 1; close one first"}]}
     await sock.close()
 

@@ -22,7 +22,7 @@ from providers.cache import shared_cache
 from providers.models import Offer, Provider
 from providers.query import CRITERIA, QueryError, decode_cursor, first_page, next_page
 from providers.schemas import ListParams
-from web import ratelimit
+from web import identity, ratelimit
 from web.pagecache import catalog_memo, shareable, shared_page
 
 PAGE_SIZE = 25
@@ -60,8 +60,8 @@ def _over_rate(request: HttpRequest) -> ratelimit.Decision | None:
     per visitor IP at the Free plan's rate (its own counter, so browsing never eats API quota)."""
     if not ratelimit.enabled():
         return None
-    client = f"browse:ip:{request.META.get('REMOTE_ADDR', '')}"
-    decision = ratelimit.shared_limiter().hit(client, ratelimit.plan_limits().free() * ratelimit.multiplier())
+    client = "browse:" + identity.ip_client(request.META.get("REMOTE_ADDR", ""))  # IPv6 per /64, as the API
+    decision = ratelimit.shared_limiter().hit(client, identity.identities().free() * ratelimit.multiplier())
     return None if decision.allowed else decision
 
 
