@@ -81,7 +81,7 @@ def test_a_pro_user_tops_up_deploys_activates_scales_and_terminates_a_pod(page: 
     page.get_by_label("Provider", exact=True).select_option("cudo")
     page.get_by_label("Sort by", exact=True).select_option("topsis")
     page.get_by_role("button", name="Apply").click()
-    row = page.get_by_role("table", name="GPU offers").get_by_role("row").filter(has_text="intel-ice-lake-a100-pci_1x2v4gb")
+    row = page.get_by_role("table", name="GPU offers").get_by_role("row").filter(has=page.locator("[title=\"Provider's id: intel-ice-lake-a100-pci_1x2v4gb\"]"))
     expect(row).to_have_count(1)
     both_sizes(page, artifacts, "02-browse-ranked")
     row.get_by_role("link", name=re.compile("^Deploy")).click()

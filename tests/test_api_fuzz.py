@@ -29,13 +29,14 @@ SEED = int(os.environ.get("FUZZ_SEED", "4"))
 # A crash inside hypothesis on Python 3.11 (describing a strategy re-parses lambda sources, and
 # CPython's AST constructor sometimes reports a recursion mismatch): the tool's fault, not a finding.
 # The run is repeated once with the next seed; API failures are never retried.
+CONFIG = Path(__file__).with_name("schemathesis.toml")
 TOOL_CRASH = "SystemError: AST constructor recursion depth mismatch"
 
 
 def _schemathesis(url: str, api_key: str, report_dir: Path, seed: int = SEED) -> tuple[subprocess.CompletedProcess[str], dict]:
     report_dir.mkdir(parents=True, exist_ok=True)
     command = [
-        sys.executable, "-m", "schemathesis.cli", "run", f"{url}/api/v2/openapi.json",
+        sys.executable, "-m", "schemathesis.cli", "--config-file", str(CONFIG), "run", f"{url}/api/v2/openapi.json",
         "--checks", "all", "--max-examples", str(EXAMPLES), "--seed", str(seed), "--workers", "2",
         "--header", f"X-API-Key: {api_key}", "--request-timeout", "10",
         "--report", "json", "--report-dir", str(report_dir), "--output-truncate", "false",
