@@ -16,6 +16,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from ninja import Field, Header, Router, Schema, Status
 from ninja.security import django_auth
+from pydantic import StrictBool, StrictInt, StrictStr
 
 from billing.api import ApiKeyAuth
 from billing.models import ApiKey
@@ -32,21 +33,22 @@ EXAMPLE_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C
 
 
 class ProvisionIn(Schema):
-    offer_id: int = Field(description="An offer from GET /providers")
-    name: str = Field(description="Lower-case letters, digits and dashes")
-    gpu_count: int | None = Field(None, description="Default: the offer's own count")
-    template: str = Field("pytorch", description=f"One of: {', '.join(TEMPLATES)}")
-    disk_gb: int = 50
-    ssh_public_key: str = Field(description="An OpenSSH public key")
-    duration_hours: int | None = Field(None, description="Stop after this many hours; empty: until stopped")
-    allow_failover: bool = False
+    # Strict JSON types: the schema says boolean and integer, so 0 or "2" is refused, not coerced.
+    offer_id: StrictInt = Field(description="An offer from GET /providers")
+    name: StrictStr = Field(description="Lower-case letters, digits and dashes")
+    gpu_count: StrictInt | None = Field(None, description="Default: the offer's own count")
+    template: StrictStr = Field("pytorch", description=f"One of: {', '.join(TEMPLATES)}")
+    disk_gb: StrictInt = 50
+    ssh_public_key: StrictStr = Field(description="An OpenSSH public key")
+    duration_hours: StrictInt | None = Field(None, description="Stop after this many hours; empty: until stopped")
+    allow_failover: StrictBool = False
     spend_cap: Decimal | None = Field(None, description="Stop the pod once it has cost this much (USD)")
 
     model_config = {"json_schema_extra": {"examples": [{"offer_id": 42, "name": "llama-finetune", "template": "pytorch", "disk_gb": 80, "ssh_public_key": EXAMPLE_KEY, "allow_failover": True, "spend_cap": "50.00"}]}}
 
 
 class ScaleIn(Schema):
-    gpu_count: int
+    gpu_count: StrictInt
 
     model_config = {"json_schema_extra": {"examples": [{"gpu_count": 2}]}}
 
