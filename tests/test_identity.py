@@ -150,6 +150,13 @@ async def test_a_plan_change_reaches_the_limiter_of_every_instance_at_once(asgi:
             subscription.plan = Plan.objects.get(slug="enterprise")
             subscription.save()
 
+        # Creating the subscription announced `u:<pk>` too, and B may hear it late. Announcements
+        # arrive in order, so once B has heard a marker sent now, the next `u:<pk>` is the upgrade's.
+        marker = f"c:marker-{user.pk}"
+        await sync_to_async(identity.announce)(marker)
+        assert await asyncio.to_thread(b_bus.wait_heard, marker, EVENT_DEADLINE), "B never heard the marker"
+        with b_bus._heard_lock:
+            b_bus.heard.clear()
         await sync_to_async(upgrade)()
         assert await asyncio.to_thread(b_bus.wait_heard, f"u:{user.pk}", EVENT_DEADLINE), "B never heard of the plan change"
         assert (await b.get(URL, headers={"X-API-Key": raw})).headers["x-ratelimit-limit"] == "1000"
