@@ -76,8 +76,18 @@ SERVED_ENV: dict[str, str] = {}
 
 def server_side(work: Callable[..., T], *args: Any) -> T:
     """Runs `work` outside Playwright's event loop, as the server's own code would run it."""
+    from django.db import connections
+
+    def run() -> T:
+        try:
+            return work(*args)
+        finally:
+            # Back to the pool (DATABASE_POOL_SIZE per process), as a request's end does: each call
+            # runs in a new thread, so a connection kept here would be a pool slot lost for good.
+            connections.close_all()
+
     with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(work, *args).result(timeout=30)
+        return pool.submit(run).result(timeout=30)
 
 
 def _free_port() -> int:
